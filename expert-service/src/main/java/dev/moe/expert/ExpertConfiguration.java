@@ -1,0 +1,63 @@
+package dev.moe.expert;
+
+import dev.moe.core.checkpoint.Checkpoint;
+import dev.moe.core.checkpoint.CheckpointException;
+import dev.moe.core.config.MoeConfig;
+import dev.moe.core.kernels.VectorKernels;
+import dev.moe.expert.shard.ExpertComputer;
+import dev.moe.expert.shard.ExpertShard;
+import io.grpc.Status;
+import java.util.Arrays;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+import org.springframework.grpc.server.exception.GrpcExceptionHandler;
+
+/** Loads this server's shard of experts before the gRPC server starts listening. */
+@Configuration(proxyBeanMethods = false)
+public class ExpertConfiguration {
+    private static final Logger log = LoggerFactory.getLogger(ExpertConfiguration.class);
+
+    @Bean(destroyMethod = "close")
+    Checkpoint checkpoint(ExpertServerProperties properties) {
+        if (properties.model() == null) {
+            throw new CheckpointException("moe.expert.model is not set: pass --moe.expert.model=/path/to/checkpoint");
+        }
+        return Checkpoint.open(properties.model());
+    }
+
+    @Bean
+    ExpertShard expertShard(Checkpoint checkpoint, ExpertServerProperties properties) {
+        MoeConfig config = MoeConfig.from(checkpoint.config()).validate();
+        int[] hosted;
+        try {
+            hosted = properties.hostedExperts(config.numExperts());
+        } catch (IllegalArgumentException e) {
+            throw new CheckpointException("moe.expert placement: " + e.getMessage(), e);
+        }
+        log.info("{}: loading experts {} of {} ({}, {} MoE layers) from {}", properties.serverId(),
+                Arrays.toString(hosted), config.numExperts(), config.family().modelType, config.moeLayers().size(),
+                checkpoint.directory());
+        ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, line -> log.info("{}: {}", properties.serverId(), line));
+        log.info("{}: ready, model fingerprint {}", properties.serverId(), shard.fingerprint());
+        return shard;
+    }
+
+    @Bean
+    ExpertComputer expertComputer() {
+        return new ExpertComputer(VectorKernels.INSTANCE);
+    }
+
+    /** Anything a handler did not map itself: bad arguments stay INVALID_ARGUMENT, the rest is INTERNAL, logged. */
+    @Bean
+    GrpcExceptionHandler expertExceptionHandler() {
+        return exception -> {
+            if (exception instanceof IllegalArgumentException) {
+                return Status.INVALID_ARGUMENT.withDescription(exception.getMessage()).asException();
+            }
+            log.error("unexpected failure in an expert call", exception);
+            return Status.INTERNAL.withDescription("expert server failure: " + exception).asException();
+        };
+    }
+}

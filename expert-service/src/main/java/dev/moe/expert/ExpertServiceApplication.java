@@ -1,0 +1,17 @@
+package dev.moe.expert;
+
+import org.springframework.boot.SpringApplication;
+import org.springframework.boot.autoconfigure.SpringBootApplication;
+import org.springframework.boot.context.properties.EnableConfigurationProperties;
+import org.springframework.context.annotation.PropertySource;
+
+/** An expert server: hosts a shard of the routed experts of every MoE layer and runs them for the router. */
+@SpringBootApplication
+@EnableConfigurationProperties(ExpertServerProperties.class)
+// Defaults under a module-specific name: the CLI puts both services on one classpath.
+@PropertySource("classpath:expert-service-defaults.properties")
+public class ExpertServiceApplication {
+    public static void main(String[] args) {
+        SpringApplication.run(ExpertServiceApplication.class, args);
+    }
+}

@@ -1,0 +1,139 @@
+package dev.moe.expert.api;
+
+import com.google.protobuf.UnsafeByteOperations;
+import dev.moe.core.config.MoeConfig;
+import dev.moe.core.kernels.SwiGluExpert;
+import dev.moe.core.tensor.HiddenStatesCodec;
+import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.expert.ExpertServerProperties;
+import dev.moe.expert.shard.ExpertComputer;
+import dev.moe.expert.shard.ExpertShard;
+import dev.moe.proto.HiddenStatesPayloads;
+import dev.moe.proto.common.v1.HiddenStates;
+import dev.moe.proto.expert.v1.ComputeExpertsRequest;
+import dev.moe.proto.expert.v1.ComputeExpertsResponse;
+import dev.moe.proto.expert.v1.DescribeShardRequest;
+import dev.moe.proto.expert.v1.DescribeShardResponse;
+import dev.moe.proto.expert.v1.ExpertServiceGrpc;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+import java.util.Arrays;
+import java.util.stream.Collectors;
+import org.springframework.stereotype.Service;
+
+/** gRPC face of an expert server: validates each call completely, then runs the hosted experts. */
+@Service
+public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
+    private final ExpertShard shard;
+    private final ExpertComputer computer;
+    private final ExpertServerProperties properties;
+    private final DescribeShardResponse description;
+
+    public ExpertGrpcService(ExpertShard shard, ExpertComputer computer, ExpertServerProperties properties) {
+        this.shard = shard;
+        this.computer = computer;
+        this.properties = properties;
+        MoeConfig config = shard.config();
+        DescribeShardResponse.Builder d = DescribeShardResponse.newBuilder()
+                .setServerId(properties.serverId())
+                .setModelFingerprint(shard.fingerprint())
+                .setModelType(config.family().modelType)
+                .setHiddenSize(config.hiddenSize())
+                .setNumExperts(config.numExperts())
+                .setWeightType("F32");
+        Arrays.stream(shard.hostedExperts()).forEach(d::addExpertIds);
+        config.moeLayers().forEach(d::addMoeLayers);
+        this.description = d.build();
+    }
+
+    @Override
+    public void describeShard(DescribeShardRequest request, StreamObserver<DescribeShardResponse> responseObserver) {
+        responseObserver.onNext(description);
+        responseObserver.onCompleted();
+    }
+
+    @Override
+    public void computeExperts(ComputeExpertsRequest request, StreamObserver<ComputeExpertsResponse> responseObserver) {
+        ComputeExpertsResponse response;
+        try {
+            response = compute(request);
+        } catch (StatusRuntimeException e) {
+            responseObserver.onError(e);
+            return;
+        }
+        responseObserver.onNext(response);
+        responseObserver.onCompleted();
+    }
+
+    private ComputeExpertsResponse compute(ComputeExpertsRequest request) {
+        MoeConfig config = shard.config();
+        if (!request.getModelFingerprint().equals(shard.fingerprint())) {
+            throw Status.FAILED_PRECONDITION.withDescription("model_fingerprint '" + request.getModelFingerprint()
+                    + "' differs from this server's '" + shard.fingerprint() + "': router and expert server loaded"
+                    + " different checkpoints").asRuntimeException();
+        }
+        int layer = request.getLayer();
+        if (!config.isMoeLayer(layer)) {
+            throw invalid("layer " + layer + " has no MoE block (MoE layers: " + config.moeLayers() + ")");
+        }
+        HiddenStates hs = request.getHiddenStates();
+        int numTokens = hs.getNumTokens();
+        int hidden = config.hiddenSize();
+        float[] x = HiddenStatesPayloads.decode(hs, hidden, properties.maxTokensPerCall(), "this expert server");
+        if (request.getExpertsPerTokenCount() != numTokens) {
+            throw invalid("experts_per_token has " + request.getExpertsPerTokenCount() + " entries for " + numTokens
+                    + " tokens");
+        }
+        int[] expertsPerToken = new int[numTokens];
+        long total = 0;
+        for (int t = 0; t < numTokens; t++) {
+            expertsPerToken[t] = request.getExpertsPerToken(t);
+            if (expertsPerToken[t] < 1 || expertsPerToken[t] > config.numExperts()) {
+                throw invalid("experts_per_token[" + t + "] = " + Integer.toUnsignedString(expertsPerToken[t])
+                        + " is not in [1, " + config.numExperts() + "]");
+            }
+            total += expertsPerToken[t];
+        }
+        if (request.getExpertIdsCount() != total || request.getRoutingWeightsCount() != total) {
+            throw invalid("expert_ids has " + request.getExpertIdsCount() + " and routing_weights "
+                    + request.getRoutingWeightsCount() + " entries; sum(experts_per_token) is " + total);
+        }
+        int[] expertIds = new int[(int) total];
+        float[] weights = new float[(int) total];
+        SwiGluExpert[] experts = new SwiGluExpert[(int) total];
+        for (int t = 0, a = 0; t < numTokens; t++) {
+            for (int j = 0; j < expertsPerToken[t]; j++, a++) {
+                int id = request.getExpertIds(a);
+                experts[a] = shard.expert(layer, id);
+                if (experts[a] == null) {
+                    throw invalid("expert " + Integer.toUnsignedString(id) + " (token " + t + ", layer " + layer
+                            + ") is not hosted by " + properties.serverId() + " (hosts "
+                            + Arrays.stream(shard.hostedExperts()).mapToObj(Integer::toString)
+                            .collect(Collectors.joining(",")) + ")");
+                }
+                for (int p = a - j; p < a; p++) {
+                    if (expertIds[p] == id) {
+                        throw invalid("expert " + id + " is listed twice for token " + t);
+                    }
+                }
+                expertIds[a] = id;
+                weights[a] = request.getRoutingWeights(a);
+                if (!Float.isFinite(weights[a])) {
+                    throw invalid("routing_weights[" + a + "] is " + weights[a]);
+                }
+            }
+        }
+        float[] partial = computer.compute(experts, x, numTokens, hidden, expertsPerToken, expertIds, weights);
+        return ComputeExpertsResponse.newBuilder()
+                .setNumTokens(numTokens)
+                .setHiddenSize(hidden)
+                .setPartialOutput(UnsafeByteOperations.unsafeWrap(
+                        HiddenStatesCodec.encode(partial, 0, partial.length, WireType.FLOAT32)))
+                .build();
+    }
+
+    private static StatusRuntimeException invalid(String message) {
+        return Status.INVALID_ARGUMENT.withDescription(message).asRuntimeException();
+    }
+}

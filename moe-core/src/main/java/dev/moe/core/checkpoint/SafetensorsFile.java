@@ -1,0 +1,189 @@
+package dev.moe.core.checkpoint;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+
+/**
+ * A memory-mapped {@code .safetensors} file: 8-byte little-endian header length, a JSON header, then the raw data.
+ *
+ * <p>Mapping costs no reads: only the pages of tensors actually converted are faulted in, so a process that
+ * needs a few tensors of a multi-GB shard touches only those bytes.
+ */
+public final class SafetensorsFile implements AutoCloseable {
+    /** Headers larger than this are refused (the format's reference implementation caps them at 100 MB). */
+    private static final long MAX_HEADER_BYTES = 100L << 20;
+    private static final JsonMapper JSON = JsonMapper.builder().build();
+
+    private final Path path;
+    private final Arena arena;
+    private final MemorySegment data;
+    private final byte[] headerBytes;
+    private final Map<String, TensorInfo> tensors;
+    private final Map<String, String> metadata;
+
+    private SafetensorsFile(Path path, Arena arena, MemorySegment data, byte[] headerBytes,
+                            Map<String, TensorInfo> tensors, Map<String, String> metadata) {
+        this.path = path;
+        this.arena = arena;
+        this.data = data;
+        this.headerBytes = headerBytes;
+        this.tensors = tensors;
+        this.metadata = metadata;
+    }
+
+    public static SafetensorsFile open(Path path) {
+        try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
+            long fileSize = channel.size();
+            if (fileSize < 8) {
+                throw new CheckpointException(path + ": not a safetensors file (" + fileSize + " bytes, need at least 8)");
+            }
+            ByteBuffer lengthBuffer = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+            channel.read(lengthBuffer, 0);
+            long headerLength = lengthBuffer.getLong(0);
+            if (headerLength <= 0 || headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
+                throw new CheckpointException(path + ": invalid safetensors header length " + headerLength
+                        + " (file is " + fileSize + " bytes); the file is truncated or not safetensors");
+            }
+            ByteBuffer headerBuffer = ByteBuffer.allocate((int) headerLength);
+            while (headerBuffer.hasRemaining()) {
+                if (channel.read(headerBuffer, 8 + headerBuffer.position()) < 0) {
+                    throw new CheckpointException(path + ": truncated safetensors header");
+                }
+            }
+            byte[] headerBytes = headerBuffer.array();
+            long dataStart = 8 + headerLength;
+            long dataSize = fileSize - dataStart;
+            Map<String, String> metadata = new LinkedHashMap<>();
+            Map<String, TensorInfo> tensors = parseHeader(path, headerBytes, dataSize, metadata);
+            Arena arena = Arena.ofShared();
+            MemorySegment data = dataSize == 0
+                    ? MemorySegment.NULL
+                    : channel.map(FileChannel.MapMode.READ_ONLY, dataStart, dataSize, arena);
+            return new SafetensorsFile(path, arena, data, headerBytes, Collections.unmodifiableMap(tensors),
+                    Collections.unmodifiableMap(metadata));
+        } catch (IOException e) {
+            throw new CheckpointException("cannot read " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static Map<String, TensorInfo> parseHeader(Path path, byte[] headerBytes, long dataSize,
+                                                       Map<String, String> metadata) {
+        JsonNode root;
+        try {
+            root = JSON.readTree(headerBytes);
+        } catch (RuntimeException e) {
+            throw new CheckpointException(path + ": safetensors header is not valid JSON: " + e.getMessage(), e);
+        }
+        if (root == null || !root.isObject()) {
+            throw new CheckpointException(path + ": safetensors header is not a JSON object");
+        }
+        Map<String, TensorInfo> tensors = new LinkedHashMap<>();
+        for (Map.Entry<String, JsonNode> entry : root.properties()) {
+            String name = entry.getKey();
+            JsonNode node = entry.getValue();
+            if (name.equals("__metadata__")) {
+                for (Map.Entry<String, JsonNode> m : node.properties()) {
+                    metadata.put(m.getKey(), m.getValue().asString());
+                }
+                continue;
+            }
+            JsonNode shapeNode = node.get("shape");
+            JsonNode offsets = node.get("data_offsets");
+            if (node.get("dtype") == null || shapeNode == null || offsets == null || offsets.size() != 2) {
+                throw new CheckpointException(path + ": tensor '" + name + "' lacks dtype, shape or data_offsets");
+            }
+            DType dtype = DType.parse(node.get("dtype").asString());
+            long[] shape = new long[shapeNode.size()];
+            for (int i = 0; i < shape.length; i++) {
+                shape[i] = shapeNode.get(i).asLong();
+            }
+            TensorInfo info = new TensorInfo(name, dtype, shape, offsets.get(0).asLong(), offsets.get(1).asLong());
+            if (info.dataBegin() < 0 || info.dataEnd() < info.dataBegin() || info.dataEnd() > dataSize) {
+                throw new CheckpointException(path + ": tensor '" + name + "' data_offsets [" + info.dataBegin() + ", "
+                        + info.dataEnd() + ") fall outside the " + dataSize + "-byte data section (truncated file?)");
+            }
+            if (info.numElements() * dtype.byteSize != info.byteSize()) {
+                throw new CheckpointException(path + ": tensor '" + name + "' " + dtype + info.shapeString()
+                        + " needs " + info.numElements() * dtype.byteSize + " bytes but data_offsets span "
+                        + info.byteSize());
+            }
+            tensors.put(name, info);
+        }
+        return tensors;
+    }
+
+    public Path path() {
+        return path;
+    }
+
+    public Map<String, TensorInfo> tensors() {
+        return tensors;
+    }
+
+    public Map<String, String> metadata() {
+        return metadata;
+    }
+
+    /** The raw JSON header, used to fingerprint a checkpoint without reading its weights. */
+    public byte[] headerBytes() {
+        return headerBytes.clone();
+    }
+
+    public String headerText() {
+        return new String(headerBytes, StandardCharsets.UTF_8);
+    }
+
+    public TensorInfo tensor(String name) {
+        TensorInfo info = tensors.get(name);
+        if (info == null) {
+            throw new CheckpointException(path + ": no tensor named '" + name + "'");
+        }
+        return info;
+    }
+
+    /** The tensor's bytes as a read-only slice of the mapping (no copy). */
+    public MemorySegment segment(TensorInfo info) {
+        return data.asSlice(info.dataBegin(), info.byteSize());
+    }
+
+    /** Widens the whole tensor to float32, exactly. */
+    public float[] readFloats(TensorInfo info) {
+        long n = info.numElements();
+        if (n > Integer.MAX_VALUE - 16) {
+            throw new CheckpointException(path + ": tensor '" + info.name() + "' has " + n
+                    + " elements, more than one Java array holds");
+        }
+        float[] out = new float[(int) n];
+        info.dtype().toFloats(data, info.dataBegin(), out, 0, (int) n);
+        return out;
+    }
+
+    /** Reads an I32 tensor (used for expected outputs such as topk_ids). */
+    public int[] readInts(TensorInfo info) {
+        if (info.dtype() != DType.I32) {
+            throw new CheckpointException(path + ": tensor '" + info.name() + "' is " + info.dtype() + ", expected I32");
+        }
+        int[] out = new int[(int) info.numElements()];
+        MemorySegment.copy(data, ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), info.dataBegin(),
+                out, 0, out.length);
+        return out;
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+    }
+}

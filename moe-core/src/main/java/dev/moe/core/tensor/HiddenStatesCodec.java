@@ -1,0 +1,56 @@
+package dev.moe.core.tensor;
+
+import dev.moe.core.checkpoint.DType;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/** Raw little-endian row-major payloads ⇄ float32 arrays, for the element types of the wire. */
+public final class HiddenStatesCodec {
+    private HiddenStatesCodec() {
+    }
+
+    public enum WireType {
+        FLOAT32(4), BFLOAT16(2);
+
+        public final int bytesPerElement;
+
+        WireType(int bytesPerElement) {
+            this.bytesPerElement = bytesPerElement;
+        }
+    }
+
+    public static float[] decode(ByteBuffer littleEndian, WireType type, int numElements) {
+        ByteBuffer in = littleEndian.slice().order(ByteOrder.LITTLE_ENDIAN);
+        float[] out = new float[numElements];
+        if (type == WireType.FLOAT32) {
+            in.asFloatBuffer().get(out);
+        } else {
+            for (int i = 0; i < numElements; i++) {
+                out[i] = DType.bf16ToFloat(in.getShort(2 * i));
+            }
+        }
+        return out;
+    }
+
+    public static byte[] encode(float[] values, int offset, int count, WireType type) {
+        ByteBuffer out = ByteBuffer.allocate(count * type.bytesPerElement).order(ByteOrder.LITTLE_ENDIAN);
+        if (type == WireType.FLOAT32) {
+            out.asFloatBuffer().put(values, offset, count);
+        } else {
+            for (int i = 0; i < count; i++) {
+                out.putShort(2 * i, DType.floatToBf16(values[offset + i]));
+            }
+        }
+        return out.array();
+    }
+
+    /** Index of the first NaN or infinite value, or -1. */
+    public static int firstNonFinite(float[] values) {
+        for (int i = 0; i < values.length; i++) {
+            if (!Float.isFinite(values[i])) {
+                return i;
+            }
+        }
+        return -1;
+    }
+}

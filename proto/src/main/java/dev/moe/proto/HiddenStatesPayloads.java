@@ -1,0 +1,80 @@
+package dev.moe.proto;
+
+import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
+import dev.moe.core.tensor.HiddenStatesCodec;
+import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.proto.common.v1.ElementType;
+import dev.moe.proto.common.v1.HiddenStates;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+
+/** Checks and converts {@link HiddenStates} payloads; every rejection is a status naming the offending field. */
+public final class HiddenStatesPayloads {
+    private HiddenStatesPayloads() {
+    }
+
+    public static WireType wireType(ElementType type) {
+        return switch (type) {
+            case ELEMENT_TYPE_FLOAT32 -> WireType.FLOAT32;
+            case ELEMENT_TYPE_BFLOAT16 -> WireType.BFLOAT16;
+            default -> throw invalid("hidden_states.element_type must be ELEMENT_TYPE_FLOAT32 or ELEMENT_TYPE_BFLOAT16,"
+                    + " got " + type);
+        };
+    }
+
+    public static ElementType elementType(WireType type) {
+        return type == WireType.FLOAT32 ? ElementType.ELEMENT_TYPE_FLOAT32 : ElementType.ELEMENT_TYPE_BFLOAT16;
+    }
+
+    /**
+     * Validates element type, token count (1..maxTokens, else RESOURCE_EXHAUSTED), hidden size, byte length and
+     * finiteness, then widens the payload to float32 {@code [num_tokens, hidden_size]}.
+     *
+     * @param limitOwner who imposes maxTokens, for the message (e.g. "the router")
+     */
+    public static float[] decode(HiddenStates hs, int hiddenSize, int maxTokens, String limitOwner) {
+        WireType type = wireType(hs.getElementType());
+        long numTokens = Integer.toUnsignedLong(hs.getNumTokens());
+        if (numTokens == 0) {
+            throw invalid("hidden_states.num_tokens is 0: send at least one token");
+        }
+        if (numTokens > maxTokens) {
+            throw Status.RESOURCE_EXHAUSTED.withDescription("hidden_states.num_tokens " + numTokens + " exceeds the limit"
+                    + " of " + maxTokens + " tokens per request of " + limitOwner + ": split the batch")
+                    .asRuntimeException();
+        }
+        if (Integer.toUnsignedLong(hs.getHiddenSize()) != hiddenSize) {
+            throw invalid("hidden_states.hidden_size " + Integer.toUnsignedString(hs.getHiddenSize())
+                    + " does not match the model's hidden_size " + hiddenSize);
+        }
+        long expected = numTokens * hiddenSize * type.bytesPerElement;
+        ByteString data = hs.getData();
+        if (data.size() != expected) {
+            throw invalid("hidden_states.data has " + data.size() + " bytes but [" + numTokens + ", " + hiddenSize
+                    + "] " + hs.getElementType() + " needs " + expected);
+        }
+        float[] x = HiddenStatesCodec.decode(data.asReadOnlyByteBuffer(), type, (int) (numTokens * hiddenSize));
+        int bad = HiddenStatesCodec.firstNonFinite(x);
+        if (bad >= 0) {
+            throw invalid("hidden_states holds a non-finite value (" + x[bad] + ") at token " + bad / hiddenSize
+                    + ", element " + bad % hiddenSize);
+        }
+        return x;
+    }
+
+    /** Rows {@code [fromToken, fromToken + numTokens)} of {@code values} as a payload. */
+    public static HiddenStates encode(float[] values, int fromToken, int numTokens, int hiddenSize, WireType type) {
+        return HiddenStates.newBuilder()
+                .setElementType(elementType(type))
+                .setNumTokens(numTokens)
+                .setHiddenSize(hiddenSize)
+                .setData(UnsafeByteOperations.unsafeWrap(
+                        HiddenStatesCodec.encode(values, fromToken * hiddenSize, numTokens * hiddenSize, type)))
+                .build();
+    }
+
+    private static StatusRuntimeException invalid(String message) {
+        return Status.INVALID_ARGUMENT.withDescription(message).asRuntimeException();
+    }
+}
