@@ -1,0 +1,142 @@
+package dev.moe.cli;
+
+import dev.moe.cli.MoeCli.UserError;
+import dev.moe.core.checkpoint.Checkpoint;
+import dev.moe.core.checkpoint.CheckpointException;
+import dev.moe.core.checkpoint.DType;
+import dev.moe.core.checkpoint.SafetensorsFile;
+import dev.moe.core.checkpoint.SafetensorsWriter;
+import dev.moe.core.checkpoint.TensorInfo;
+import dev.moe.core.config.MoeConfig;
+import dev.moe.core.tensor.HiddenStatesCodec;
+import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.proto.HiddenStatesPayloads;
+import dev.moe.proto.router.v1.ForwardRequest;
+import dev.moe.proto.router.v1.ForwardResponse;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code moe forward}: one MoE layer on the tensor {@code hidden_states} of a safetensors file, through the router's
+ * public gRPC API; writes the output, the chosen experts and their weights.
+ */
+@Command(name = "forward", mixinStandardHelpOptions = true,
+        description = "Run one MoE layer on hidden states from a safetensors file, through a router.")
+final class ForwardCommand implements Callable<Integer> {
+
+    @Option(names = "--model", description = "Checkpoint folder; starts an embedded router and expert servers on it.")
+    Path model;
+
+    @Option(names = "--target", description = "host:port of a running router (then --model is not needed).")
+    String target;
+
+    @Option(names = "--layer", required = true, description = "Decoder layer index (a MoE layer).")
+    int layer;
+
+    @Option(names = "--input", required = true,
+            description = "safetensors file with hidden_states [tokens, hidden] (F32, BF16 or F16).")
+    Path input;
+
+    @Option(names = "--output", required = true,
+            description = "safetensors file to write: hidden_states F32, topk_ids I32, topk_weights F32.")
+    Path output;
+
+    @Option(names = "--expert-servers", defaultValue = "2",
+            description = "Expert servers of the embedded cluster (default: ${DEFAULT-VALUE}).")
+    int expertServers;
+
+    @Override
+    public Integer call() throws Exception {
+        if ((model == null) == (target == null)) {
+            throw new UserError("give exactly one of --model DIR (embedded cluster) or --target host:port");
+        }
+        if (layer < 0) {
+            throw new UserError("--layer must be >= 0, got " + layer);
+        }
+        float[] hiddenStates;
+        int numTokens;
+        int hiddenSize;
+        if (!Files.isRegularFile(input)) {
+            throw new UserError("--input " + input + " is not a file");
+        }
+        try (SafetensorsFile file = SafetensorsFile.open(input)) {
+            TensorInfo info = file.tensors().get("hidden_states");
+            if (info == null) {
+                throw new UserError(input + " has no tensor named hidden_states (found " + file.tensors().keySet() + ")");
+            }
+            if (info.shape().length != 2 || info.shape()[0] < 1) {
+                throw new UserError("hidden_states must be [tokens, hidden] with tokens >= 1, got " + info.shapeString());
+            }
+            if (info.dtype() != DType.F32 && info.dtype() != DType.BF16 && info.dtype() != DType.F16) {
+                throw new UserError("hidden_states is " + info.dtype() + "; use F32, BF16 or F16");
+            }
+            numTokens = (int) info.shape()[0];
+            hiddenSize = (int) info.shape()[1];
+            hiddenStates = file.readFloats(info);
+        } catch (CheckpointException e) {
+            throw new UserError(e.getMessage());
+        }
+        // Sent as F32 whatever the file holds: BF16/F16 widen exactly, and the output keeps full precision.
+        ForwardRequest request = ForwardRequest.newBuilder()
+                .setLayer(layer)
+                .setHiddenStates(HiddenStatesPayloads.encode(hiddenStates, 0, numTokens, hiddenSize, WireType.FLOAT32))
+                .setReturnRouting(true)
+                .build();
+        ForwardResponse response;
+        if (target != null) {
+            response = send(target, request);
+        } else {
+            int servers = Math.max(1, Math.min(expertServers, numExperts(model)));
+            try (EmbeddedCluster cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(model, servers))) {
+                response = send(cluster.routerAddress(), request);
+            }
+        }
+        write(response, numTokens, hiddenSize);
+        System.err.printf("moe: layer %d, %d tokens -> %s%n", layer, numTokens, output);
+        return 0;
+    }
+
+    private static int numExperts(Path model) {
+        try (Checkpoint checkpoint = Checkpoint.open(model)) {
+            return MoeConfig.from(checkpoint.config()).validate().numExperts();
+        } catch (CheckpointException e) {
+            throw new UserError(e.getMessage());
+        }
+    }
+
+    private static ForwardResponse send(String target, ForwardRequest request) throws InterruptedException {
+        try (RouterClient client = new RouterClient(target)) {
+            return client.blocking().forward(request);
+        } catch (StatusRuntimeException e) {
+            Status status = e.getStatus();
+            String message = "router answered " + status.getCode() + ": " + status.getDescription();
+            if (status.getCode() == Status.Code.INVALID_ARGUMENT || status.getCode() == Status.Code.RESOURCE_EXHAUSTED) {
+                throw new UserError(message);
+            }
+            throw new IllegalStateException(message, e);
+        }
+    }
+
+    private void write(ForwardResponse response, int numTokens, int hiddenSize) throws IOException {
+        float[] out = HiddenStatesCodec.decode(response.getHiddenStates().getData().asReadOnlyByteBuffer(),
+                WireType.FLOAT32, numTokens * hiddenSize);
+        int k = response.getRouting().getNumExpertsPerToken();
+        int[] ids = response.getRouting().getExpertIdsList().stream().mapToInt(Integer::intValue).toArray();
+        float[] weights = new float[ids.length];
+        for (int i = 0; i < weights.length; i++) {
+            weights[i] = response.getRouting().getRoutingWeights(i);
+        }
+        new SafetensorsWriter()
+                .metadata("layer", Integer.toString(layer))
+                .addF32("hidden_states", new long[] {numTokens, hiddenSize}, out)
+                .addI32("topk_ids", new long[] {numTokens, k}, ids)
+                .addF32("topk_weights", new long[] {numTokens, k}, weights)
+                .write(output);
+    }
+}

@@ -1,0 +1,240 @@
+package dev.moe.cli;
+
+import dev.moe.cli.MoeCli.UserError;
+import dev.moe.core.checkpoint.Checkpoint;
+import dev.moe.core.checkpoint.CheckpointException;
+import dev.moe.core.checkpoint.SyntheticCheckpoint;
+import dev.moe.core.placement.ExpertPlacement;
+import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.proto.HiddenStatesPayloads;
+import dev.moe.proto.router.v1.DescribeModelRequest;
+import dev.moe.proto.router.v1.DescribeModelResponse;
+import dev.moe.proto.router.v1.ExpertServerInfo;
+import dev.moe.proto.router.v1.ForwardRequest;
+import dev.moe.proto.router.v1.ForwardResponse;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.format.DateTimeParseException;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code moe local}: a router and expert servers on loopback, a short demo workload through the router's public API,
+ * a per-expert load table, then serving until interrupted (or for {@code --duration}).
+ */
+@Command(name = "local", mixinStandardHelpOptions = true,
+        description = "Start a router and expert servers on loopback, run a demo workload, keep serving.")
+final class LocalCommand implements java.util.concurrent.Callable<Integer> {
+
+    @Option(names = "--model", description = "Checkpoint folder to serve (default: a synthetic Qwen3-MoE-shaped model,"
+            + " generated once into the cache).")
+    Path model;
+
+    @Option(names = "--expert-servers", defaultValue = "4", description = "Expert servers (default: ${DEFAULT-VALUE}).")
+    int expertServers;
+
+    @Option(names = "--placement", defaultValue = "CONTIGUOUS",
+            description = "How experts are split: ${COMPLETION-CANDIDATES} (default: ${DEFAULT-VALUE}).")
+    ExpertPlacement.Strategy placement;
+
+    @Option(names = "--port", defaultValue = "9090", description = "Router gRPC port on 127.0.0.1 (0 = any free port;"
+            + " default: ${DEFAULT-VALUE}).")
+    int port;
+
+    @Option(names = "--duration", description = "Stop by itself after this long (e.g. 30s, 5m, PT1M); default: serve"
+            + " until interrupted.")
+    String duration;
+
+    @Option(names = "--demo-requests", defaultValue = "64", description = "Forward calls of the demo (default: ${DEFAULT-VALUE}).")
+    int demoRequests;
+
+    @Option(names = "--demo-tokens", defaultValue = "32", description = "Tokens per demo call (default: ${DEFAULT-VALUE}).")
+    int demoTokens;
+
+    @Option(names = "--cache-dir", description = "Where the synthetic checkpoint is kept (default: $MOE_CACHE_DIR,"
+            + " else $XDG_CACHE_HOME/moe-serving, else ~/.cache/moe-serving).")
+    Path cacheDir;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintStream out = System.out;
+        Duration stopAfter = parseDuration(duration);
+        if (demoRequests < 0 || demoTokens < 1) {
+            throw new UserError("--demo-requests must be >= 0 and --demo-tokens >= 1");
+        }
+        Path checkpoint = model != null ? model : syntheticCheckpoint();
+        try (Checkpoint c = Checkpoint.open(checkpoint)) {
+            int numExperts = dev.moe.core.config.MoeConfig.from(c.config()).validate().numExperts();
+            if (expertServers < 1 || expertServers > numExperts) {
+                throw new UserError("--expert-servers must be in [1, " + numExperts + "] for this model");
+            }
+        } catch (CheckpointException e) {
+            throw new UserError(e.getMessage());
+        }
+        out.printf("starting router and %d expert servers on 127.0.0.1 (model %s)%n", expertServers, checkpoint);
+        long startNanos = System.nanoTime();
+        EmbeddedCluster.Options options = EmbeddedCluster.Options.of(checkpoint, expertServers)
+                .withPlacement(placement).withRouterPort(port);
+        CountDownLatch stopped = new CountDownLatch(1);
+        try (EmbeddedCluster cluster = EmbeddedCluster.start(options);
+             RouterClient client = new RouterClient(cluster.routerAddress())) {
+            Thread hook = new Thread(() -> {
+                out.println("stopping");
+                stopped.countDown();
+            });
+            Runtime.getRuntime().addShutdownHook(hook);
+            out.printf("cluster up in %.1f s%n", (System.nanoTime() - startNanos) / 1e9);
+            DescribeModelResponse description = client.blocking().describeModel(DescribeModelRequest.getDefaultInstance());
+            printDescription(out, cluster, description);
+            if (demoRequests > 0) {
+                runDemo(out, client, description);
+            }
+            out.printf("%nserving: router at %s (grpc.health.v1 and reflection enabled)%n", cluster.routerAddress());
+            out.println(stopAfter == null ? "press Ctrl-C to stop" : "stopping by itself after " + stopAfter);
+            if (stopAfter == null) {
+                stopped.await();
+            } else {
+                stopped.await(stopAfter.toMillis(), TimeUnit.MILLISECONDS);
+                Runtime.getRuntime().removeShutdownHook(hook);
+            }
+        }
+        return 0;
+    }
+
+    private Path syntheticCheckpoint() throws IOException {
+        SyntheticCheckpoint.Spec spec = SyntheticCheckpoint.Spec.localDefault();
+        Path dir = (cacheDir != null ? cacheDir : defaultCacheDir()).resolve("synthetic").resolve(spec.cacheKey());
+        if (Files.isRegularFile(dir.resolve(Checkpoint.CONFIG_FILE))) {
+            return dir;
+        }
+        System.err.println("generating synthetic checkpoint " + spec.cacheKey() + " into " + dir + " (once)");
+        Progress progress = new Progress("generating", System.err);
+        SyntheticCheckpoint.write(dir, spec, progress::update);
+        return dir;
+    }
+
+    static Path defaultCacheDir() {
+        String explicit = System.getenv("MOE_CACHE_DIR");
+        if (explicit != null && !explicit.isBlank()) {
+            return Path.of(explicit);
+        }
+        String xdg = System.getenv("XDG_CACHE_HOME");
+        return (xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("user.home"), ".cache"))
+                .resolve("moe-serving");
+    }
+
+    static Duration parseDuration(String text) {
+        if (text == null) {
+            return null;
+        }
+        String t = text.trim().toLowerCase(Locale.ROOT);
+        try {
+            if (t.startsWith("p")) {
+                return Duration.parse(t.toUpperCase(Locale.ROOT));
+            }
+            if (t.endsWith("ms")) {
+                return Duration.ofMillis(Long.parseLong(t.substring(0, t.length() - 2)));
+            }
+            long value = Long.parseLong(t.substring(0, t.length() - 1));
+            return switch (t.charAt(t.length() - 1)) {
+                case 's' -> Duration.ofSeconds(value);
+                case 'm' -> Duration.ofMinutes(value);
+                case 'h' -> Duration.ofHours(value);
+                default -> throw new NumberFormatException();
+            };
+        } catch (NumberFormatException | DateTimeParseException | StringIndexOutOfBoundsException e) {
+            throw new UserError("--duration '" + text + "' is not a duration such as 30s, 5m, 1h or PT1M");
+        }
+    }
+
+    private static void printDescription(PrintStream out, EmbeddedCluster cluster, DescribeModelResponse d) {
+        out.printf("model %s: hidden %d, %d experts, top-%d, MoE layers %s, fingerprint %s%n", d.getModelType(),
+                d.getHiddenSize(), d.getNumExperts(), d.getNumExpertsPerToken(), d.getMoeLayersList(),
+                d.getModelFingerprint());
+        out.printf("router     %s%n", cluster.routerAddress());
+        for (ExpertServerInfo server : d.getExpertServersList()) {
+            out.printf("%-10s %s experts %s%n", server.getServerId(), server.getAddress(), ranges(server.getExpertIdsList()));
+        }
+    }
+
+    private void runDemo(PrintStream out, RouterClient client, DescribeModelResponse d) {
+        int hidden = d.getHiddenSize();
+        List<Integer> layers = d.getMoeLayersList();
+        long[][] load = new long[layers.size()][d.getNumExperts()];
+        SplittableRandom random = new SplittableRandom(7);
+        float[] x = new float[demoTokens * hidden];
+        // Warm-up call (JIT, connections), not counted.
+        client.blocking().forward(request(layers.getFirst(), x, hidden, random));
+        long tokens = 0;
+        long start = System.nanoTime();
+        for (int r = 0; r < demoRequests; r++) {
+            int li = r % layers.size();
+            ForwardResponse response = client.blocking().forward(request(layers.get(li), x, hidden, random));
+            for (int id : response.getRouting().getExpertIdsList()) {
+                load[li][id]++;
+            }
+            tokens += demoTokens;
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        out.printf("%ndemo: %d Forward calls x %d tokens (F32, random hidden states) in %.2f s: %.0f tokens/s"
+                + " (%.2f ms per call)%n", demoRequests, demoTokens, seconds, tokens / seconds, seconds * 1000 / demoRequests);
+        printLoadTable(out, d, layers, load);
+    }
+
+    private ForwardRequest request(int layer, float[] x, int hidden, SplittableRandom random) {
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) random.nextGaussian();
+        }
+        return ForwardRequest.newBuilder().setLayer(layer).setReturnRouting(true)
+                .setHiddenStates(HiddenStatesPayloads.encode(x, 0, demoTokens, hidden, WireType.FLOAT32)).build();
+    }
+
+    private static void printLoadTable(PrintStream out, DescribeModelResponse d, List<Integer> layers, long[][] load) {
+        String[] serverOf = new String[d.getNumExperts()];
+        for (ExpertServerInfo s : d.getExpertServersList()) {
+            s.getExpertIdsList().forEach(e -> serverOf[e] = s.getServerId());
+        }
+        StringBuilder header = new StringBuilder(String.format("%n%-7s %-10s", "expert", "server"));
+        layers.forEach(l -> header.append(String.format(" %8s", "layer " + l)));
+        header.append(String.format(" %8s %7s", "total", "share"));
+        out.println(header);
+        long grand = 0;
+        for (long[] perLayer : load) {
+            for (long v : perLayer) {
+                grand += v;
+            }
+        }
+        for (int e = 0; e < d.getNumExperts(); e++) {
+            StringBuilder row = new StringBuilder(String.format("%-7d %-10s", e, serverOf[e]));
+            long total = 0;
+            for (int li = 0; li < layers.size(); li++) {
+                row.append(String.format(" %8d", load[li][e]));
+                total += load[li][e];
+            }
+            row.append(String.format(" %8d %6.1f%%", total, grand == 0 ? 0.0 : 100.0 * total / grand));
+            out.println(row);
+        }
+        out.printf("(tokens routed to each expert; every token goes to %d experts)%n", d.getNumExpertsPerToken());
+    }
+
+    private static String ranges(List<Integer> ids) {
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < ids.size(); ) {
+            int j = i;
+            while (j + 1 < ids.size() && ids.get(j + 1) == ids.get(j) + 1) {
+                j++;
+            }
+            sb.append(sb.isEmpty() ? "" : ",").append(ids.get(i)).append(j > i ? "-" + ids.get(j) : "");
+            i = j + 1;
+        }
+        return sb.toString();
+    }
+}

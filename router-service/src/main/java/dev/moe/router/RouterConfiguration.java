@@ -1,0 +1,70 @@
+package dev.moe.router;
+
+import dev.moe.core.checkpoint.Checkpoint;
+import dev.moe.core.checkpoint.CheckpointException;
+import dev.moe.core.kernels.VectorKernels;
+import dev.moe.router.api.RouterErrors;
+import dev.moe.router.discovery.ExpertDirectory;
+import dev.moe.router.discovery.StaticExpertDiscovery;
+import dev.moe.router.dispatch.ExpertChannels;
+import dev.moe.router.dispatch.ExpertDispatcher;
+import dev.moe.router.gating.RouterModel;
+import io.grpc.protobuf.services.HealthStatusManager;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.springframework.beans.factory.ObjectProvider;
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+import org.springframework.grpc.client.GrpcChannelFactory;
+import org.springframework.grpc.server.exception.GrpcExceptionHandler;
+
+/** Loads the gates, wires dispatch to the expert servers and starts discovery. */
+@Configuration(proxyBeanMethods = false)
+public class RouterConfiguration {
+    private static final Logger log = LoggerFactory.getLogger(RouterConfiguration.class);
+
+    @Bean
+    RouterModel routerModel(RouterProperties properties) {
+        if (properties.model() == null) {
+            throw new CheckpointException("moe.router.model is not set: pass --moe.router.model=/path/to/checkpoint");
+        }
+        // Only gates, biases and shared experts are read; the mapping is released once they are on the heap.
+        try (Checkpoint checkpoint = Checkpoint.open(properties.model())) {
+            RouterModel model = RouterModel.load(checkpoint, VectorKernels.INSTANCE, line -> log.info("router: {}", line));
+            log.info("router: serving {} ({} MoE layers, {} experts, top-{}), fingerprint {}",
+                    model.config().family().modelType, model.config().moeLayers().size(), model.config().numExperts(),
+                    model.config().numExpertsPerToken(), model.fingerprint());
+            return model;
+        }
+    }
+
+    @Bean(destroyMethod = "close")
+    ExpertChannels expertChannels(GrpcChannelFactory channelFactory) {
+        return new ExpertChannels(channelFactory);
+    }
+
+    @Bean
+    ExpertDirectory expertDirectory(RouterModel model, ObjectProvider<HealthStatusManager> health) {
+        return new ExpertDirectory(model.config().numExperts(), health.getIfAvailable());
+    }
+
+    @Bean
+    StaticExpertDiscovery staticExpertDiscovery(RouterProperties properties, RouterModel model, ExpertChannels channels,
+                                                ExpertDirectory directory) {
+        if (properties.expertEndpoints().isEmpty()) {
+            log.warn("moe.router.expert-endpoints is empty: no expert server will be known until one is configured");
+        }
+        return new StaticExpertDiscovery(properties.expertEndpoints(), model, channels, directory);
+    }
+
+    @Bean
+    ForwardPipeline forwardPipeline(RouterModel model, ExpertDirectory directory, RouterProperties properties) {
+        return new ForwardPipeline(model, directory, new ExpertDispatcher(), properties.maxTokensPerRequest(),
+                properties.dispatchTimeout());
+    }
+
+    @Bean
+    GrpcExceptionHandler routerExceptionHandler() {
+        return exception -> RouterErrors.toStatus(exception).asException();
+    }
+}

@@ -1,0 +1,17 @@
+package dev.moe.router;
+
+import org.springframework.boot.SpringApplication;
+import org.springframework.boot.autoconfigure.SpringBootApplication;
+import org.springframework.boot.context.properties.EnableConfigurationProperties;
+import org.springframework.context.annotation.PropertySource;
+
+/** The router: gating networks of every MoE layer, dispatch to expert servers, combine. */
+@SpringBootApplication
+@EnableConfigurationProperties(RouterProperties.class)
+// Defaults under a module-specific name: the CLI puts both services on one classpath.
+@PropertySource("classpath:router-service-defaults.properties")
+public class RouterServiceApplication {
+    public static void main(String[] args) {
+        SpringApplication.run(RouterServiceApplication.class, args);
+    }
+}

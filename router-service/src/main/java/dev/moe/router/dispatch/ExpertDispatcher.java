@@ -1,0 +1,79 @@
+package dev.moe.router.dispatch;
+
+import com.google.common.util.concurrent.ListenableFuture;
+import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.proto.HiddenStatesPayloads;
+import dev.moe.proto.expert.v1.ComputeExpertsRequest;
+import dev.moe.proto.expert.v1.ComputeExpertsResponse;
+import dev.moe.router.dispatch.DispatchPlan.ServerBatch;
+import io.grpc.Deadline;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+
+/**
+ * Sends each server its batch, all calls in flight at once, one call per server per forward. Each token's hidden
+ * state goes once per server, in the client's element type (BF16 stays BF16: half the bytes, no rounding).
+ */
+public final class ExpertDispatcher {
+
+    /** A call in flight. */
+    public record PendingCall(ServerBatch batch, ListenableFuture<ComputeExpertsResponse> response) {
+    }
+
+    public List<PendingCall> dispatch(int layer, String fingerprint, float[] x, int hiddenSize, WireType wireType,
+                                      List<ServerBatch> batches, Deadline deadline) {
+        List<PendingCall> calls = new ArrayList<>(batches.size());
+        for (ServerBatch batch : batches) {
+            ComputeExpertsRequest.Builder request = ComputeExpertsRequest.newBuilder()
+                    .setLayer(layer)
+                    .setModelFingerprint(fingerprint)
+                    .setHiddenStates(HiddenStatesPayloads.encode(gatherRows(x, hiddenSize, batch.tokens()), 0,
+                            batch.tokens().length, hiddenSize, wireType));
+            for (int count : batch.expertsPerToken()) {
+                request.addExpertsPerToken(count);
+            }
+            for (int id : batch.expertIds()) {
+                request.addExpertIds(id);
+            }
+            for (float w : batch.routingWeights()) {
+                request.addRoutingWeights(w);
+            }
+            calls.add(new PendingCall(batch, batch.endpoint().stub().withDeadline(deadline)
+                    .computeExperts(request.build())));
+        }
+        return calls;
+    }
+
+    /** Waits for one call; failures become a status naming the server and the layer. */
+    public static ComputeExpertsResponse await(PendingCall call, int layer) {
+        try {
+            return call.response().get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            call.response().cancel(true);
+            throw Status.CANCELLED.withDescription("interrupted while waiting for expert servers").asRuntimeException();
+        } catch (ExecutionException e) {
+            Status status = Status.fromThrowable(e.getCause());
+            ExpertEndpoint endpoint = call.batch().endpoint();
+            String where = "expert server " + endpoint.serverId() + " (" + endpoint.address() + ") for layer " + layer;
+            Status.Code code = switch (status.getCode()) {
+                case UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED -> status.getCode();
+                // Anything else means router and server disagree: the client's request was valid here.
+                default -> Status.Code.INTERNAL;
+            };
+            throw new StatusRuntimeException(Status.fromCode(code).withDescription(where + " failed: "
+                    + status.getCode() + ": " + status.getDescription()).withCause(e.getCause()));
+        }
+    }
+
+    private static float[] gatherRows(float[] x, int hiddenSize, int[] tokens) {
+        float[] rows = new float[tokens.length * hiddenSize];
+        for (int i = 0; i < tokens.length; i++) {
+            System.arraycopy(x, tokens[i] * hiddenSize, rows, i * hiddenSize, hiddenSize);
+        }
+        return rows;
+    }
+}
