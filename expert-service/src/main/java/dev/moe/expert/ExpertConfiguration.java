@@ -4,6 +4,7 @@ import dev.moe.core.checkpoint.Checkpoint;
 import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.config.MoeConfig;
 import dev.moe.core.kernels.VectorKernels;
+import dev.moe.expert.shard.ExpertCallStats;
 import dev.moe.expert.shard.ExpertComputer;
 import dev.moe.expert.shard.ExpertShard;
 import io.grpc.Status;
@@ -42,6 +43,11 @@ public class ExpertConfiguration {
         ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, line -> log.info("{}: {}", properties.serverId(), line));
         log.info("{}: ready, model fingerprint {}", properties.serverId(), shard.fingerprint());
         return shard;
+    }
+
+    @Bean
+    ExpertCallStats expertCallStats() {
+        return new ExpertCallStats();
     }
 
     @Bean

@@ -11,7 +11,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.springframework.boot.WebApplicationType;
 import org.springframework.boot.builder.SpringApplicationBuilder;
 import org.springframework.context.ApplicationListener;
@@ -24,120 +26,136 @@ import org.springframework.grpc.server.lifecycle.GrpcServerStartedEvent;
  * endpoint list, exactly as a deployed router would.
  */
 public final class EmbeddedCluster implements AutoCloseable {
-    private final List<ConfigurableApplicationContext> experts;
-    private final List<String> expertAddresses;
-    private final ConfigurableApplicationContext router;
-    private final String routerAddress;
+    private final List<Service> experts;
+    private final Service router;
 
-    private EmbeddedCluster(List<ConfigurableApplicationContext> experts, List<String> expertAddresses,
-                            ConfigurableApplicationContext router, String routerAddress) {
+    private EmbeddedCluster(List<Service> experts, Service router) {
         this.experts = experts;
-        this.expertAddresses = expertAddresses;
         this.router = router;
-        this.routerAddress = routerAddress;
     }
 
-    /** Settings of a cluster. */
+    /** One running service: its Spring context and the {@code host:port} its gRPC server listens on. */
+    public record Service(ConfigurableApplicationContext context, String address) implements AutoCloseable {
+        @Override
+        public void close() {
+            context.close();
+        }
+    }
+
+    /** Settings of a cluster; {@code properties} go to every service (e.g. logging levels, limits). */
     public record Options(Path model, int numExpertServers, ExpertPlacement.Strategy placement, String host,
-                          int routerPort, Map<String, String> extraProperties) {
+                          int routerPort, Map<String, String> properties) {
 
         public static Options of(Path model, int numExpertServers) {
             return new Options(model, numExpertServers, ExpertPlacement.Strategy.CONTIGUOUS, "127.0.0.1", 0, Map.of());
         }
 
         public Options withPlacement(ExpertPlacement.Strategy strategy) {
-            return new Options(model, numExpertServers, strategy, host, routerPort, extraProperties);
+            return new Options(model, numExpertServers, strategy, host, routerPort, properties);
         }
 
         public Options withRouterPort(int port) {
-            return new Options(model, numExpertServers, placement, host, port, extraProperties);
+            return new Options(model, numExpertServers, placement, host, port, properties);
         }
 
-        public Options withProperties(Map<String, String> properties) {
-            Map<String, String> merged = new LinkedHashMap<>(extraProperties);
-            merged.putAll(properties);
+        public Options withProperties(Map<String, String> more) {
+            Map<String, String> merged = new LinkedHashMap<>(properties);
+            merged.putAll(more);
             return new Options(model, numExpertServers, placement, host, routerPort, merged);
         }
     }
 
     public static EmbeddedCluster start(Options options) {
-        List<ConfigurableApplicationContext> experts = new ArrayList<>();
-        List<String> addresses = new ArrayList<>();
+        List<Service> experts = new ArrayList<>();
         try {
             for (int i = 0; i < options.numExpertServers(); i++) {
                 Map<String, Object> props = new LinkedHashMap<>();
-                props.put("moe.expert.model", options.model().toString());
                 props.put("moe.expert.server-index", i);
                 props.put("moe.expert.num-servers", options.numExpertServers());
                 props.put("moe.expert.placement", options.placement().name());
-                props.put("moe.expert.server-id", "expert-" + i);
-                props.put("spring.grpc.server.host", options.host());
-                props.put("spring.grpc.server.port", 0);
-                props.putAll(options.extraProperties());
-                CompletableFuture<Integer> port = new CompletableFuture<>();
-                experts.add(application(ExpertServiceApplication.class, port).run(args(props)));
-                addresses.add(options.host() + ":" + port.get(30, TimeUnit.SECONDS));
+                props.putAll(options.properties());
+                experts.add(startExpert(options.model(), options.host(), props));
             }
-            Map<String, Object> props = new LinkedHashMap<>();
-            props.put("moe.router.model", options.model().toString());
-            props.put("moe.router.expert-endpoints", String.join(",", addresses));
-            props.put("spring.grpc.server.host", options.host());
+            List<String> addresses = experts.stream().map(Service::address).toList();
+            Map<String, Object> props = new LinkedHashMap<>(options.properties());
             props.put("spring.grpc.server.port", options.routerPort());
-            props.putAll(options.extraProperties());
-            CompletableFuture<Integer> port = new CompletableFuture<>();
-            ConfigurableApplicationContext router = application(RouterServiceApplication.class, port).run(args(props));
-            EmbeddedCluster cluster = new EmbeddedCluster(experts, addresses, router,
-                    options.host() + ":" + port.get(30, TimeUnit.SECONDS));
-            if (!router.getBean(ExpertDirectory.class).awaitCoverage(Duration.ofSeconds(60))) {
+            Service router = startRouter(options.model(), options.host(), addresses, props);
+            EmbeddedCluster cluster = new EmbeddedCluster(experts, router);
+            if (!router.context().getBean(ExpertDirectory.class).awaitCoverage(Duration.ofSeconds(60))) {
                 cluster.close();
                 throw new IllegalStateException("the router did not find a server for every expert within 60 s");
             }
             return cluster;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            experts.forEach(ConfigurableApplicationContext::close);
+            experts.forEach(Service::close);
             throw new IllegalStateException("interrupted while starting the cluster", e);
-        } catch (Exception e) {
-            experts.forEach(ConfigurableApplicationContext::close);
-            if (e instanceof RuntimeException r) {
-                throw r;
-            }
-            throw new IllegalStateException("cannot start the cluster: " + e.getMessage(), e);
+        } catch (RuntimeException e) {
+            experts.forEach(Service::close);
+            throw e;
         }
     }
 
-    /** Settings go in as command-line arguments: they must win over each service's bundled defaults. */
-    private static String[] args(Map<String, Object> properties) {
-        return properties.entrySet().stream().map(e -> "--" + e.getKey() + "=" + e.getValue()).toArray(String[]::new);
+    /** Starts one expert server on {@code host}, any free port; {@code properties} are {@code moe.expert.*} etc. */
+    public static Service startExpert(Path model, String host, Map<String, Object> properties) {
+        Map<String, Object> props = new LinkedHashMap<>();
+        props.put("moe.expert.model", model.toString());
+        props.put("spring.grpc.server.host", host);
+        props.put("spring.grpc.server.port", 0);
+        props.putAll(properties);
+        return run(ExpertServiceApplication.class, host, props);
     }
 
-    private static SpringApplicationBuilder application(Class<?> main, CompletableFuture<Integer> port) {
-        return new SpringApplicationBuilder(main)
+    /** Starts a router on {@code host} that knows the given expert servers; does not wait for them. */
+    public static Service startRouter(Path model, String host, List<String> expertAddresses,
+                                      Map<String, Object> properties) {
+        Map<String, Object> props = new LinkedHashMap<>();
+        props.put("moe.router.model", model.toString());
+        props.put("moe.router.expert-endpoints", String.join(",", expertAddresses));
+        props.put("spring.grpc.server.host", host);
+        props.put("spring.grpc.server.port", 0);
+        props.putAll(properties);
+        return run(RouterServiceApplication.class, host, props);
+    }
+
+    private static Service run(Class<?> main, String host, Map<String, Object> properties) {
+        CompletableFuture<Integer> port = new CompletableFuture<>();
+        Map<String, Object> all = new LinkedHashMap<>();
+        all.put("spring.main.banner-mode", "off"); // several services share one console
+        all.put("spring.main.log-startup-info", false);
+        all.putAll(properties);
+        // Settings go in as command-line arguments: they must win over each service's bundled defaults.
+        String[] args = all.entrySet().stream().map(e -> "--" + e.getKey() + "=" + e.getValue())
+                .toArray(String[]::new);
+        ConfigurableApplicationContext context = new SpringApplicationBuilder(main)
                 .web(WebApplicationType.NONE)
                 .registerShutdownHook(false)
-                .listeners((ApplicationListener<GrpcServerStartedEvent>) event -> port.complete(event.getPort()));
+                .listeners((ApplicationListener<GrpcServerStartedEvent>) event -> port.complete(event.getPort()))
+                .run(args);
+        try {
+            return new Service(context, host + ":" + port.get(30, TimeUnit.SECONDS));
+        } catch (InterruptedException | ExecutionException | TimeoutException e) {
+            context.close();
+            throw new IllegalStateException(main.getSimpleName() + " started but its gRPC server did not report a port", e);
+        }
     }
 
     /** {@code host:port} of the router's public gRPC API. */
     public String routerAddress() {
-        return routerAddress;
+        return router.address();
     }
 
-    public List<String> expertAddresses() {
-        return expertAddresses;
-    }
-
-    public ConfigurableApplicationContext routerContext() {
+    public Service router() {
         return router;
     }
 
-    public List<ConfigurableApplicationContext> expertContexts() {
+    public List<Service> experts() {
         return experts;
     }
 
     @Override
     public void close() {
         router.close();
-        experts.forEach(ConfigurableApplicationContext::close);
+        experts.forEach(Service::close);
     }
 }

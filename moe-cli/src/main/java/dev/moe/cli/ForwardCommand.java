@@ -93,7 +93,8 @@ final class ForwardCommand implements Callable<Integer> {
             response = send(target, request);
         } else {
             int servers = Math.max(1, Math.min(expertServers, numExperts(model)));
-            try (EmbeddedCluster cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(model, servers))) {
+            try (EmbeddedCluster cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(model, servers)
+                    .withProperties(java.util.Map.of("logging.level.root", "WARN")))) {
                 response = send(cluster.routerAddress(), request);
             }
         }

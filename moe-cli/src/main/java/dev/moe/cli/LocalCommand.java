@@ -63,6 +63,11 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
             + " else $XDG_CACHE_HOME/moe-serving, else ~/.cache/moe-serving).")
     Path cacheDir;
 
+    /** Progress of loading and discovery stays visible; framework start-up chatter does not. */
+    static final java.util.Map<String, String> QUIET_LOGGING = java.util.Map.of(
+            "logging.level.root", "WARN", "logging.level.dev.moe", "INFO",
+            "logging.pattern.console", "%d{HH:mm:ss.SSS} %-5level %logger{0}: %msg%n");
+
     @Override
     public Integer call() throws Exception {
         PrintStream out = System.out;
@@ -82,7 +87,7 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
         out.printf("starting router and %d expert servers on 127.0.0.1 (model %s)%n", expertServers, checkpoint);
         long startNanos = System.nanoTime();
         EmbeddedCluster.Options options = EmbeddedCluster.Options.of(checkpoint, expertServers)
-                .withPlacement(placement).withRouterPort(port);
+                .withPlacement(placement).withRouterPort(port).withProperties(QUIET_LOGGING);
         CountDownLatch stopped = new CountDownLatch(1);
         try (EmbeddedCluster cluster = EmbeddedCluster.start(options);
              RouterClient client = new RouterClient(cluster.routerAddress())) {

@@ -6,6 +6,7 @@ import dev.moe.core.kernels.SwiGluExpert;
 import dev.moe.core.tensor.HiddenStatesCodec;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
 import dev.moe.expert.ExpertServerProperties;
+import dev.moe.expert.shard.ExpertCallStats;
 import dev.moe.expert.shard.ExpertComputer;
 import dev.moe.expert.shard.ExpertShard;
 import dev.moe.proto.HiddenStatesPayloads;
@@ -28,10 +29,13 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
     private final ExpertShard shard;
     private final ExpertComputer computer;
     private final ExpertServerProperties properties;
+    private final ExpertCallStats stats;
     private final DescribeShardResponse description;
 
-    public ExpertGrpcService(ExpertShard shard, ExpertComputer computer, ExpertServerProperties properties) {
+    public ExpertGrpcService(ExpertShard shard, ExpertComputer computer, ExpertServerProperties properties,
+                             ExpertCallStats stats) {
         this.shard = shard;
+        this.stats = stats;
         this.computer = computer;
         this.properties = properties;
         MoeConfig config = shard.config();
@@ -125,6 +129,7 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
             }
         }
         float[] partial = computer.compute(experts, x, numTokens, hidden, expertsPerToken, expertIds, weights);
+        stats.record(numTokens, expertIds.length);
         return ComputeExpertsResponse.newBuilder()
                 .setNumTokens(numTokens)
                 .setHiddenSize(hidden)

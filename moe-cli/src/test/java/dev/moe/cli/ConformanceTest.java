@@ -1,0 +1,63 @@
+package dev.moe.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.moe.core.oracle.ConformanceCases;
+import dev.moe.core.oracle.ConformanceCases.Expected;
+import dev.moe.core.placement.ExpertPlacement;
+import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.proto.router.v1.ForwardResponse;
+import dev.moe.proto.router.v1.RouterServiceGrpc;
+import io.grpc.ManagedChannel;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Every conformance case through the real router and expert servers over gRPC on loopback, float32 end to end:
+ * expert ids exact, weights within 1e-5, outputs within the README's tolerance.
+ */
+class ConformanceTest {
+
+    static Stream<Arguments> cases() {
+        return Stream.of(
+                Arguments.of("mixtral-tiny", 2, ExpertPlacement.Strategy.CONTIGUOUS),
+                Arguments.of("qwen2-moe-tiny", 3, ExpertPlacement.Strategy.STRIDED),
+                Arguments.of("deepseek-v3-tiny", 2, ExpertPlacement.Strategy.CONTIGUOUS),
+                Arguments.of("deepseek-v3-fp8-tiny", 2, ExpertPlacement.Strategy.STRIDED));
+    }
+
+    @ParameterizedTest(name = "{0} on {1} expert servers ({2})")
+    @MethodSource("cases")
+    void matchesReferenceThroughRouterAndExpertServers(String name, int servers, ExpertPlacement.Strategy placement)
+            throws Exception {
+        List<Expected> layers = ConformanceCases.expected(name);
+        assertThat(layers).isNotEmpty();
+        EmbeddedCluster.Options options = EmbeddedCluster.Options.of(ConformanceCases.dir(name), servers)
+                .withPlacement(placement).withProperties(RouterCalls.QUIET);
+        try (EmbeddedCluster cluster = EmbeddedCluster.start(options)) {
+            ManagedChannel channel = RouterCalls.channel(cluster.routerAddress());
+            try {
+                var router = RouterServiceGrpc.newBlockingStub(channel);
+                for (Expected e : layers) {
+                    ForwardResponse response = router.forward(RouterCalls.request(e.layer(), e.input(), e.numTokens(),
+                            e.hiddenSize(), WireType.FLOAT32));
+                    assertThat(response.getRouting().getNumExpertsPerToken()).isEqualTo(e.k());
+                    assertThat(RouterCalls.ids(response)).as("%s layer %d topk_ids", name, e.layer())
+                            .containsExactly(e.topkIds());
+                    float[] weights = RouterCalls.weights(response);
+                    assertThat(RouterCalls.maxAbsDiff(weights, e.topkWeights())).as("%s layer %d topk_weights", name,
+                            e.layer()).isLessThanOrEqualTo(1e-5);
+                    float[] output = RouterCalls.output(response);
+                    assertThat(output).hasSize(e.output().length);
+                    assertThat(RouterCalls.maxAbsDiff(output, e.output())).as("%s layer %d output", name, e.layer())
+                            .isLessThanOrEqualTo(ConformanceCases.outputTolerance(e.output()));
+                }
+            } finally {
+                RouterCalls.close(channel);
+            }
+        }
+    }
+}
