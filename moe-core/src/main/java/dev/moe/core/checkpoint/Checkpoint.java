@@ -31,6 +31,7 @@ public final class Checkpoint implements AutoCloseable {
     public static final String SINGLE_FILE = "model.safetensors";
     public static final String INDEX_FILE = "model.safetensors.index.json";
     private static final JsonMapper JSON = JsonMapper.builder().build();
+    private static final int FINGERPRINT_SAMPLE_BYTES = 64 * 1024;
 
     private final Path directory;
     private final byte[] configBytes;
@@ -216,8 +217,10 @@ public final class Checkpoint implements AutoCloseable {
     }
 
     /**
-     * Identifies the checkpoint without reading its weights: SHA-256 over config.json and every shard's name, size and
-     * safetensors header (tensor names, dtypes, shapes, offsets). Two processes that loaded the same files agree.
+     * Identifies the checkpoint without reading all its weights: SHA-256 over config.json and, for every shard, its
+     * name, size, safetensors header (tensor names, dtypes, shapes, offsets) and the first and last 64 KiB of its data
+     * (so two checkpoints of one architecture with different weights differ). Processes that loaded the same files
+     * agree.
      */
     public String fingerprint() {
         try {
@@ -228,6 +231,7 @@ public final class Checkpoint implements AutoCloseable {
                 sha.update(shard.getBytes(java.nio.charset.StandardCharsets.UTF_8));
                 sha.update(Long.toString(Files.size(file.path())).getBytes(java.nio.charset.StandardCharsets.UTF_8));
                 sha.update(file.headerBytes());
+                file.sampleData(FINGERPRINT_SAMPLE_BYTES, sha::update);
             }
             return HexFormat.of().formatHex(sha.digest(), 0, 16);
         } catch (NoSuchAlgorithmException | IOException e) {

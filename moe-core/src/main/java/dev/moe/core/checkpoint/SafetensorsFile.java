@@ -142,6 +142,17 @@ public final class SafetensorsFile implements AutoCloseable {
         return headerBytes.clone();
     }
 
+    /** Hands the first and the last {@code bytes} of the data section (fewer when it is smaller) to {@code sink}. */
+    public void sampleData(int bytes, java.util.function.Consumer<byte[]> sink) {
+        long size = data.byteSize();
+        long head = Math.min(bytes, size);
+        sink.accept(data.asSlice(0, head).toArray(ValueLayout.JAVA_BYTE));
+        if (size > head) {
+            long tail = Math.min(bytes, size - head);
+            sink.accept(data.asSlice(size - tail, tail).toArray(ValueLayout.JAVA_BYTE));
+        }
+    }
+
     public String headerText() {
         return new String(headerBytes, StandardCharsets.UTF_8);
     }

@@ -16,8 +16,12 @@ import java.util.stream.IntStream;
  */
 public final class ReferenceMoeBlock {
 
-    /** Output {@code [numTokens, hiddenSize]}, chosen ids ascending {@code [numTokens, k]}, weights aligned. */
-    public record Result(double[] output, int[] topkIds, double[] topkWeights) {
+    /**
+     * Output {@code [numTokens, hiddenSize]}, chosen ids ascending {@code [numTokens, k]}, weights aligned, and per
+     * token the selection margin: how far the k-th selection score is above the (k+1)-th (infinite when k = E).
+     * A token with a tiny margin is a near-tie that float32 rounding may legitimately decide either way.
+     */
+    public record Result(double[] output, int[] topkIds, double[] topkWeights, double[] selectionMargins) {
     }
 
     private ReferenceMoeBlock() {
@@ -34,13 +38,16 @@ public final class ReferenceMoeBlock {
         double[] output = new double[numTokens * hidden];
         int[] ids = new int[numTokens * k];
         double[] weights = new double[numTokens * k];
+        double[] margins = new double[numTokens];
         for (int t = 0; t < numTokens; t++) {
             double[] xt = new double[hidden];
             for (int h = 0; h < hidden; h++) {
                 xt[h] = x[t * hidden + h];
             }
             double[] logits = matVec(gate, numExperts, hidden, xt);
-            List<double[]> chosen = route(config, logits, bias); // each {id, weight}
+            double[] margin = new double[1];
+            List<double[]> chosen = route(config, logits, bias, margin); // each {id, weight}
+            margins[t] = margin[0];
             chosen.sort(Comparator.comparingDouble(c -> c[0]));
             for (int j = 0; j < k; j++) {
                 int id = (int) chosen.get(j)[0];
@@ -66,11 +73,11 @@ public final class ReferenceMoeBlock {
                 }
             }
         }
-        return new Result(output, ids, weights);
+        return new Result(output, ids, weights, margins);
     }
 
     /** Routing of one token, straight from the transformers code, with full sorts. Returns {id, weight} pairs. */
-    static List<double[]> route(MoeConfig config, double[] logits, float[] bias) {
+    static List<double[]> route(MoeConfig config, double[] logits, float[] bias, double[] margin) {
         int numExperts = logits.length;
         int k = config.numExpertsPerToken();
         double[] scores = new double[numExperts];
@@ -114,6 +121,7 @@ public final class ReferenceMoeBlock {
         }
         List<Integer> order = new ArrayList<>(IntStream.range(0, numExperts).boxed().toList());
         order.sort((a, b) -> forChoice[a] != forChoice[b] ? Double.compare(forChoice[b], forChoice[a]) : a - b);
+        margin[0] = k == numExperts ? Double.POSITIVE_INFINITY : forChoice[order.get(k - 1)] - forChoice[order.get(k)];
         List<double[]> chosen = new ArrayList<>();
         double sum = 0;
         for (int j = 0; j < k; j++) {
