@@ -168,6 +168,26 @@ class ServicesTest {
         assertThat(ids).containsExactlyElementsOf(want);
     }
 
+    /** 16384 tokens of hidden 64 in F32 are a 4 MiB payload: above gRPC's default message limit on every hop. */
+    @Test
+    void batchesLargerThanTheGrpcDefaultMessageSizePass() {
+        Expected e = expected.getFirst();
+        int tokens = 16384;
+        float[] x = new float[tokens * 64];
+        for (int t = 0; t < tokens; t++) {
+            System.arraycopy(e.input(), (t % e.numTokens()) * 64, x, t * 64, 64);
+        }
+        var response = RouterServiceGrpc.newBlockingStub(routerChannel)
+                .forward(RouterCalls.request(e.layer(), x, tokens, 64, WireType.FLOAT32));
+        float[] out = RouterCalls.output(response);
+        assertThat(response.getHiddenStates().getData().size()).isEqualTo(tokens * 64 * 4);
+        float[] lastRow = Arrays.copyOfRange(out, (tokens - 1) * 64, tokens * 64);
+        int source = (tokens - 1) % e.numTokens();
+        float[] expectedRow = Arrays.copyOfRange(e.output(), source * 64, source * 64 + 64);
+        assertThat(RouterCalls.maxAbsDiff(lastRow, expectedRow)).isLessThanOrEqualTo(
+                ConformanceCases.outputTolerance(e.output()));
+    }
+
     @Test
     void healthReportsServingOnRouterAndExperts() {
         var routerHealth = HealthGrpc.newBlockingStub(routerChannel);

@@ -11,7 +11,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.TreeMap;
-import java.util.function.Consumer;
 import tools.jackson.databind.json.JsonMapper;
 import tools.jackson.databind.node.ObjectNode;
 
@@ -247,9 +246,4 @@ public final class SyntheticCheckpoint {
 
     /** A listener that ignores progress. */
     public static final ProgressListener SILENT = (done, total) -> { };
-
-    /** Consumer form, for callers that only care about the fraction. */
-    public static ProgressListener fraction(Consumer<Double> onFraction) {
-        return (done, total) -> onFraction.accept(total == 0 ? 1.0 : (double) done / total);
-    }
 }

@@ -10,6 +10,7 @@ import dev.moe.proto.router.v1.ForwardStreamResponse;
 import dev.moe.proto.router.v1.RouterServiceGrpc;
 import dev.moe.proto.router.v1.StreamError;
 import dev.moe.router.ForwardPipeline;
+import dev.moe.router.discovery.ExpertDirectory;
 import dev.moe.router.dispatch.ExpertEndpoint;
 import dev.moe.router.gating.RouterModel;
 import io.grpc.Status;
@@ -30,7 +31,7 @@ public class RouterGrpcService extends RouterServiceGrpc.RouterServiceImplBase {
     private final RouterModel model;
     private final Supplier<Iterable<ExpertEndpoint>> endpoints;
 
-    public RouterGrpcService(ForwardPipeline pipeline, RouterModel model, dev.moe.router.discovery.ExpertDirectory directory) {
+    public RouterGrpcService(ForwardPipeline pipeline, RouterModel model, ExpertDirectory directory) {
         this.pipeline = pipeline;
         this.model = model;
         this.endpoints = () -> directory.table().endpoints();
