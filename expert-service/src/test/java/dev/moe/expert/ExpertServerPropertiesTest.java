@@ -1,0 +1,126 @@
+package dev.moe.expert;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.moe.core.placement.ExpertPlacement.Strategy;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+
+class ExpertServerPropertiesTest {
+
+    private static ExpertServerProperties props(String serverId, Integer index, Integer numServers, Strategy placement,
+                                                String experts) {
+        return new ExpertServerProperties(null, serverId, index, numServers, placement, experts, null);
+    }
+
+    @Test
+    void defaults() {
+        ExpertServerProperties p = new ExpertServerProperties(null, null, null, null, null, null, null);
+
+        assertThat(p.model()).isNull();
+        assertThat(p.serverIndex()).isEqualTo(0);
+        assertThat(p.numServers()).isEqualTo(1);
+        assertThat(p.placement()).isEqualTo(Strategy.CONTIGUOUS);
+        assertThat(p.serverId()).isEqualTo("expert-0");
+        assertThat(p.experts()).isNull();
+        assertThat(p.maxTokensPerCall()).isEqualTo(65536);
+        assertThat(p.hostedExperts(8)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
+    }
+
+    @Test
+    void serverIdDefaultsFromTheIndex() {
+        assertThat(props(null, 3, 4, null, null).serverId()).isEqualTo("expert-3");
+        assertThat(props("", 2, 4, null, null).serverId()).isEqualTo("expert-2");
+        assertThat(props("   ", 1, 4, null, null).serverId()).isEqualTo("expert-1");
+    }
+
+    @Test
+    void explicitValuesAreKept() {
+        ExpertServerProperties p = new ExpertServerProperties(Path.of("/models/qwen"), "pod-a", 2, 5,
+                Strategy.STRIDED, "1,3", 128);
+
+        assertThat(p.model()).isEqualTo(Path.of("/models/qwen"));
+        assertThat(p.serverId()).isEqualTo("pod-a");
+        assertThat(p.serverIndex()).isEqualTo(2);
+        assertThat(p.numServers()).isEqualTo(5);
+        assertThat(p.placement()).isEqualTo(Strategy.STRIDED);
+        assertThat(p.maxTokensPerCall()).isEqualTo(128);
+    }
+
+    @Test
+    void contiguousFromIndexAndNumServers() {
+        // 8 experts over 3 servers: [0,2) [2,5) [5,8)
+        assertThat(props(null, 0, 3, null, null).hostedExperts(8)).containsExactly(0, 1);
+        assertThat(props(null, 1, 3, null, null).hostedExperts(8)).containsExactly(2, 3, 4);
+        assertThat(props(null, 2, 3, Strategy.CONTIGUOUS, null).hostedExperts(8)).containsExactly(5, 6, 7);
+        // 64 experts over 4 servers: 16 each
+        assertThat(props(null, 3, 4, null, null).hostedExperts(64)).hasSize(16).startsWith(48).endsWith(63);
+    }
+
+    @Test
+    void stridedFromIndexAndNumServers() {
+        assertThat(props(null, 0, 3, Strategy.STRIDED, null).hostedExperts(8)).containsExactly(0, 3, 6);
+        assertThat(props(null, 1, 3, Strategy.STRIDED, null).hostedExperts(8)).containsExactly(1, 4, 7);
+        assertThat(props(null, 2, 3, Strategy.STRIDED, null).hostedExperts(8)).containsExactly(2, 5);
+    }
+
+    @Test
+    void serversPartitionTheExperts() {
+        for (Strategy strategy : Strategy.values()) {
+            for (int numExperts = 1; numExperts <= 20; numExperts++) {
+                for (int numServers = 1; numServers <= numExperts; numServers++) {
+                    int[] owners = new int[numExperts];
+                    for (int s = 0; s < numServers; s++) {
+                        int[] hosted = props(null, s, numServers, strategy, null).hostedExperts(numExperts);
+                        assertThat(hosted).as("%s %d/%d of %d", strategy, s, numServers, numExperts)
+                                .isNotEmpty().isSorted();
+                        for (int e : hosted) {
+                            owners[e]++;
+                        }
+                    }
+                    assertThat(owners).as("%s %d servers, %d experts", strategy, numServers, numExperts)
+                            .containsOnly(1);
+                }
+            }
+        }
+    }
+
+    @Test
+    void explicitListOverridesIndexAndNumServers() {
+        ExpertServerProperties p = props(null, 1, 4, Strategy.STRIDED, "6, 0-2,2");
+
+        assertThat(p.hostedExperts(8)).containsExactly(0, 1, 2, 6);
+        // the id still comes from the index
+        assertThat(p.serverId()).isEqualTo("expert-1");
+    }
+
+    @Test
+    void blankExplicitListFallsBackToPlacement() {
+        assertThat(props(null, 1, 2, null, "  ").hostedExperts(6)).containsExactly(3, 4, 5);
+        assertThat(props(null, 1, 2, Strategy.STRIDED, "").hostedExperts(6)).containsExactly(1, 3, 5);
+    }
+
+    @Test
+    void explicitListOutsideTheModelIsRejected() {
+        assertThatThrownBy(() -> props(null, null, null, null, "0-8").hostedExperts(8))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("0-8")
+                .hasMessageContaining("[0, 8)");
+        assertThatThrownBy(() -> props(null, null, null, null, "a-b").hostedExperts(8))
+                .isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> props(null, null, null, null, ",").hostedExperts(8))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("names no expert");
+    }
+
+    @Test
+    void impossiblePlacementIsRejected() {
+        assertThatThrownBy(() -> props(null, 4, 4, null, null).hostedExperts(8))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("server index 4");
+        assertThatThrownBy(() -> props(null, 0, 9, null, null).hostedExperts(8))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("9 expert servers for 8 experts");
+    }
+}
