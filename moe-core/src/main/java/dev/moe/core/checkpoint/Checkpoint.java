@@ -32,6 +32,7 @@ public final class Checkpoint implements AutoCloseable {
     public static final String INDEX_FILE = "model.safetensors.index.json";
     private static final JsonMapper JSON = JsonMapper.builder().build();
     private static final int FINGERPRINT_SAMPLE_BYTES = 64 * 1024;
+    private static final int DEFAULT_FP8_BLOCK = 128;
 
     private final Path directory;
     private final byte[] configBytes;
@@ -203,13 +204,17 @@ public final class Checkpoint implements AutoCloseable {
         }
     }
 
-    /** Block edge along one axis: from quantization_config.weight_block_size when present, else inferred. */
+    /**
+     * Block edge along one axis: {@code quantization_config.weight_block_size} when present, else DeepSeek's 128×128
+     * (the block size every FP8 checkpoint it publishes uses). A scale tensor that does not tile the weight in those
+     * blocks is refused rather than guessed.
+     */
     private int blockSize(int axis, int extent, int numBlocks) {
         JsonNode blocks = config.path("quantization_config").path("weight_block_size");
-        if (blocks.isArray() && blocks.size() == 2) {
+        if (blocks.isArray() && blocks.size() == 2 && blocks.get(axis).isIntegralNumber() && blocks.get(axis).asInt() > 0) {
             return blocks.get(axis).asInt();
         }
-        return ceilDiv(extent, numBlocks);
+        return DEFAULT_FP8_BLOCK;
     }
 
     private static int ceilDiv(int a, int b) {

@@ -105,17 +105,35 @@ public final class SafetensorsFile implements AutoCloseable {
             if (node.get("dtype") == null || shapeNode == null || offsets == null || offsets.size() != 2) {
                 throw new CheckpointException(path + ": tensor '" + name + "' lacks dtype, shape or data_offsets");
             }
-            DType dtype = DType.parse(node.get("dtype").asString());
+            DType dtype;
+            try {
+                dtype = DType.parse(node.get("dtype").asString());
+            } catch (CheckpointException e) {
+                throw new CheckpointException(path + ": tensor '" + name + "': " + e.getMessage());
+            }
             long[] shape = new long[shapeNode.size()];
             for (int i = 0; i < shape.length; i++) {
-                shape[i] = shapeNode.get(i).asLong();
+                JsonNode dim = shapeNode.get(i);
+                if (!dim.isIntegralNumber() || dim.asLong() < 0) {
+                    throw new CheckpointException(path + ": tensor '" + name + "' has an invalid dimension " + dim
+                            + " in shape " + shapeNode);
+                }
+                shape[i] = dim.asLong();
             }
             TensorInfo info = new TensorInfo(name, dtype, shape, offsets.get(0).asLong(), offsets.get(1).asLong());
+            long elements;
+            try {
+                elements = info.numElements();
+                Math.multiplyExact(elements, (long) dtype.byteSize);
+            } catch (ArithmeticException e) {
+                throw new CheckpointException(path + ": tensor '" + name + "' shape " + shapeNode
+                        + " has more elements than a 64-bit count holds");
+            }
             if (info.dataBegin() < 0 || info.dataEnd() < info.dataBegin() || info.dataEnd() > dataSize) {
                 throw new CheckpointException(path + ": tensor '" + name + "' data_offsets [" + info.dataBegin() + ", "
                         + info.dataEnd() + ") fall outside the " + dataSize + "-byte data section (truncated file?)");
             }
-            if (info.numElements() * dtype.byteSize != info.byteSize()) {
+            if (elements * dtype.byteSize != info.byteSize()) {
                 throw new CheckpointException(path + ": tensor '" + name + "' " + dtype + info.shapeString()
                         + " needs " + info.numElements() * dtype.byteSize + " bytes but data_offsets span "
                         + info.byteSize());

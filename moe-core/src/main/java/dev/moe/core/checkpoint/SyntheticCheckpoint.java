@@ -77,6 +77,11 @@ public final class SyntheticCheckpoint {
         if (spec.dtype() != DType.F32 && spec.dtype() != DType.BF16) {
             throw new IllegalArgumentException("synthetic checkpoints are F32 or BF16, not " + spec.dtype());
         }
+        if (spec.family() == ModelFamily.DEEPSEEK_V3 && spec.sharedExpertIntermediateSize() % spec.moeIntermediateSize() != 0) {
+            // config.json can only say n_shared_experts × moe_intermediate_size
+            throw new IllegalArgumentException("DeepSeek-V3 shared expert width " + spec.sharedExpertIntermediateSize()
+                    + " must be a multiple of moe_intermediate_size " + spec.moeIntermediateSize());
+        }
         Files.createDirectories(directory);
         List<Tensor> tensors = tensors(spec);
         int shards = Math.max(1, Math.min(spec.shards(), tensors.size()));

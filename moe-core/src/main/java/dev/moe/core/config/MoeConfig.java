@@ -63,6 +63,9 @@ public record MoeConfig(ModelFamily family, int hiddenSize, int numHiddenLayers,
             case QWEN2_MOE, QWEN3_MOE -> {
                 int numExperts = intOr(json, "num_experts", family == ModelFamily.QWEN2_MOE ? 60 : 128);
                 int sparseStep = intOr(json, "decoder_sparse_step", 1);
+                if (sparseStep < 1) {
+                    throw new CheckpointException("config.json decoder_sparse_step " + sparseStep + " must be >= 1");
+                }
                 Set<Integer> mlpOnly = new TreeSet<>();
                 json.path("mlp_only_layers").forEach(n -> mlpOnly.add(n.asInt()));
                 List<Integer> moeLayers = new ArrayList<>();
@@ -138,15 +141,24 @@ public record MoeConfig(ModelFamily family, int hiddenSize, int numHiddenLayers,
 
     private static int required(JsonNode json, String key) {
         JsonNode node = json.get(key);
-        if (node == null || !node.isNumber()) {
-            throw new CheckpointException("config.json has no numeric '" + key + "'");
+        if (node == null || node.isNull()) {
+            throw new CheckpointException("config.json has no '" + key + "'");
         }
-        return node.asInt();
+        return integer(key, node);
     }
 
     private static int intOr(JsonNode json, String key, int fallback) {
         JsonNode node = json.get(key);
-        return node == null || node.isNull() ? fallback : node.asInt();
+        return node == null || node.isNull() ? fallback : integer(key, node);
+    }
+
+    /** A non-negative integer value (2.0 is accepted, 2.5 and "abc" are not). */
+    private static int integer(String key, JsonNode node) {
+        if (!node.isNumber() || node.asDouble() != Math.rint(node.asDouble()) || node.asDouble() < 0
+                || node.asDouble() > Integer.MAX_VALUE) {
+            throw new CheckpointException("config.json '" + key + "' must be a non-negative integer, got " + node);
+        }
+        return node.asInt();
     }
 
     private static List<Integer> range(int from, int to) {

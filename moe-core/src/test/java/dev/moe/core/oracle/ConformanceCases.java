@@ -62,6 +62,22 @@ public final class ConformanceCases {
         }
     }
 
+    /** Copies a case folder into {@code target} (created), so a test can damage the copy. */
+    public static Path copyCase(String name, Path target) {
+        try {
+            Files.createDirectories(target);
+            try (java.util.stream.Stream<Path> files = Files.list(dir(name))) {
+                for (Path f : files.toList()) {
+                    Files.copy(f, target.resolve(f.getFileName().toString()),
+                            java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                }
+            }
+            return target;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
     /** One layer's expected values. */
     public record Expected(int layer, int numTokens, int hiddenSize, int k, float[] input, float[] output,
                            int[] topkIds, float[] topkWeights) {
