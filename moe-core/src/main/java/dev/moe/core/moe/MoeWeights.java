@@ -4,7 +4,9 @@ import dev.moe.core.checkpoint.Checkpoint;
 import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.config.ModelFamily;
 import dev.moe.core.config.MoeConfig;
+import dev.moe.core.kernels.PackedExpert;
 import dev.moe.core.kernels.SwiGluExpert;
+import dev.moe.core.kernels.WeightType;
 
 /**
  * Reads MoE weights out of a checkpoint by their Hugging Face names, widening them to float32 (FP8 blocks
@@ -59,6 +61,22 @@ public final class MoeWeights {
                 checkpoint.readMatrix(family.expertGateProj(layer, expert), inter, hidden),
                 checkpoint.readMatrix(family.expertUpProj(layer, expert), inter, hidden),
                 checkpoint.readMatrix(family.expertDownProj(layer, expert), hidden, inter));
+    }
+
+    /** One routed expert packed for the FFN kernels in {@code type} (weights widened to float32 first, then narrowed). */
+    public static PackedExpert loadPackedExpert(Checkpoint checkpoint, MoeConfig config, int layer, int expert,
+                                                WeightType type) {
+        requireMoeLayer(config, layer);
+        if (expert < 0 || expert >= config.numExperts()) {
+            throw new CheckpointException("expert " + expert + " is not in [0, " + config.numExperts() + ")");
+        }
+        ModelFamily family = config.family();
+        int hidden = config.hiddenSize();
+        int inter = config.moeIntermediateSize();
+        return PackedExpert.pack(hidden, inter,
+                checkpoint.readMatrix(family.expertGateProj(layer, expert), inter, hidden),
+                checkpoint.readMatrix(family.expertUpProj(layer, expert), inter, hidden),
+                checkpoint.readMatrix(family.expertDownProj(layer, expert), hidden, inter), type);
     }
 
     private static void requireMoeLayer(MoeConfig config, int layer) {

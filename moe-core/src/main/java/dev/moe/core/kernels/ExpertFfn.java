@@ -1,0 +1,203 @@
+package dev.moe.core.kernels;
+
+import dev.moe.core.sparsity.SparsityThresholds;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The FFN of the experts of one call, on the kernel pool: {@code y = down(silu(gate·x) ⊙ up·x)} for every (expert,
+ * batch of its tokens), each expert's weights read once for all its tokens.
+ *
+ * <p>Two parallel loops: gate/up over every (expert, gate/up panel), then down over every (expert, down panel); even a
+ * call with a single expert keeps every core busy. With thresholds (SCAP), inputs are pruned per token
+ * ({@code |v − mode| <= threshold} → 0) and only the union of the batch's active channels is read; when that union is
+ * denser than {@code sparseCrossover} the projection runs dense and exact instead, since skipping would save little.
+ */
+public final class ExpertFfn {
+    private static final int W = PanelMatrix.WIDTH;
+    private static final int HALF = PackedExpert.HALF;
+    private static final ConcurrentHashMap<Integer, int[]> ALL_ROWS = new ConcurrentHashMap<>();
+
+    private final PanelKernels kernels;
+    private final KernelPool pool;
+    private final double sparseCrossover;
+
+    /**
+     * @param sparseCrossover union density above which a projection runs dense (e.g. 0.75; 1.0 = always sparse
+     *                        when thresholds are given, 0.0 = never)
+     */
+    public ExpertFfn(PanelKernels kernels, KernelPool pool, double sparseCrossover) {
+        this.kernels = kernels;
+        this.pool = pool;
+        this.sparseCrossover = sparseCrossover;
+    }
+
+    /**
+     * One expert's batch.
+     *
+     * @param expert      the expert
+     * @param x           {@code [numTokens, hiddenSize]}
+     * @param thresholds  SCAP thresholds, or null for the dense exact path
+     * @param y           {@code [numTokens, hiddenSize]}, overwritten
+     */
+    public record Work(PackedExpert expert, float[] x, int numTokens, SparsityThresholds thresholds, float[] y) {
+    }
+
+    /**
+     * What a projection did in one call.
+     *
+     * @param sparse        true when the pruned (sparse) path ran
+     * @param unionDensity  fraction of input channels read (active in at least one token)
+     * @param prunedFraction fraction of the batch's input values pruned (0 on the dense path)
+     */
+    public record ProjectionStats(boolean sparse, double unionDensity, double prunedFraction) {
+    }
+
+    /** Per work item: gate/up and down statistics. */
+    public record Stats(ProjectionStats gateUp, ProjectionStats down) {
+    }
+
+    /** Prepared inputs of one projection of one work item. */
+    private record Input(float[] activations, int stride, int[] rows, int numRows, float mode, ProjectionStats stats) {
+    }
+
+    public Stats[] run(List<Work> work) {
+        int n = work.size();
+        Input[] gateUpInputs = new Input[n];
+        float[][] hidden = new float[n][];
+        int[] guStart = new int[n + 1];
+        for (int w = 0; w < n; w++) {
+            Work item = work.get(w);
+            PackedExpert e = item.expert();
+            gateUpInputs[w] = prepare(item.x(), item.numTokens(), e.hiddenSize,
+                    item.thresholds() == null ? Float.NaN : item.thresholds().gateUpThreshold(),
+                    item.thresholds() == null ? 0f : item.thresholds().gateUpMode());
+            hidden[w] = new float[item.numTokens() * e.intermediateSize];
+            guStart[w + 1] = guStart[w] + e.gateUp.numPanels;
+        }
+        // Loop 1: gate/up panels → h = silu(gate·x) ⊙ up·x
+        pool.parallelFor(guStart[n], unit -> {
+            int w = find(guStart, unit);
+            gateUpPanel(work.get(w), gateUpInputs[w], unit - guStart[w], hidden[w]);
+        });
+        Input[] downInputs = new Input[n];
+        int[] downStart = new int[n + 1];
+        for (int w = 0; w < n; w++) {
+            Work item = work.get(w);
+            PackedExpert e = item.expert();
+            downInputs[w] = prepare(hidden[w], item.numTokens(), e.intermediateSize,
+                    item.thresholds() == null ? Float.NaN : item.thresholds().downThreshold(),
+                    item.thresholds() == null ? 0f : item.thresholds().downMode());
+            downStart[w + 1] = downStart[w] + e.down.numPanels;
+        }
+        // Loop 2: down panels → y
+        pool.parallelFor(downStart[n], unit -> {
+            int w = find(downStart, unit);
+            downPanel(work.get(w), downInputs[w], unit - downStart[w]);
+        });
+        Stats[] stats = new Stats[n];
+        for (int w = 0; w < n; w++) {
+            stats[w] = new Stats(gateUpInputs[w].stats(), downInputs[w].stats());
+        }
+        return stats;
+    }
+
+    /**
+     * Applies the thresholds: each token's values with {@code |v − mode| <= threshold} become 0, the others v − mode;
+     * the rows to read are the union over tokens. Falls back to all rows and raw values (dense, exact) without
+     * thresholds or when the union is denser than the crossover.
+     */
+    private Input prepare(float[] values, int numTokens, int channels, float threshold, float mode) {
+        int[] all = ALL_ROWS.computeIfAbsent(channels, ExpertFfn::identity);
+        if (Float.isNaN(threshold)) {
+            return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
+        }
+        float[] pruned = new float[numTokens * channels];
+        boolean[] active = new boolean[channels];
+        long prunedCount = 0;
+        for (int t = 0; t < numTokens; t++) {
+            int row = t * channels;
+            for (int c = 0; c < channels; c++) {
+                float v = values[row + c] - mode;
+                if (Math.abs(v) <= threshold) {
+                    prunedCount++;
+                } else {
+                    pruned[row + c] = v;
+                    active[c] = true;
+                }
+            }
+        }
+        int[] rows = new int[channels];
+        int numRows = 0;
+        for (int c = 0; c < channels; c++) {
+            if (active[c]) {
+                rows[numRows++] = c;
+            }
+        }
+        double density = (double) numRows / channels;
+        if (density > sparseCrossover) {
+            return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
+        }
+        return new Input(pruned, channels, rows, numRows, mode,
+                new ProjectionStats(true, density, (double) prunedCount / ((long) numTokens * channels)));
+    }
+
+    private void gateUpPanel(Work item, Input in, int panel, float[] hidden) {
+        PackedExpert e = item.expert();
+        int n = item.numTokens();
+        float[] out = new float[n * W];
+        kernels.accumulate(e.gateUp, panel, in.rows(), in.numRows(), in.activations(), in.stride(), n, out);
+        int inter = e.intermediateSize;
+        for (int c = 0; c < HALF; c++) {
+            int i = panel * HALF + c;
+            if (i >= inter) {
+                break;
+            }
+            // Mode-centering: W·x = W·(x − m) + m·Σ_j W[:, j]
+            float gateBias = in.mode() * e.gateRowSums[i];
+            float upBias = in.mode() * e.upRowSums[i];
+            for (int t = 0; t < n; t++) {
+                float gate = out[t * W + c] + gateBias;
+                float up = out[t * W + HALF + c] + upBias;
+                hidden[t * inter + i] = Kernels.silu(gate) * up; // act_fn(gate_proj(x)) * up_proj(x)
+            }
+        }
+    }
+
+    private void downPanel(Work item, Input in, int panel) {
+        PackedExpert e = item.expert();
+        int n = item.numTokens();
+        float[] out = new float[n * W];
+        kernels.accumulate(e.down, panel, in.rows(), in.numRows(), in.activations(), in.stride(), n, out);
+        int hiddenSize = e.hiddenSize;
+        int columns = Math.min(W, hiddenSize - panel * W);
+        for (int t = 0; t < n; t++) {
+            int row = t * hiddenSize + panel * W;
+            for (int c = 0; c < columns; c++) {
+                item.y()[row + c] = out[t * W + c] + in.mode() * e.downRowSums[panel * W + c];
+            }
+        }
+    }
+
+    private static int find(int[] starts, int unit) {
+        int lo = 0;
+        int hi = starts.length - 2;
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >>> 1;
+            if (starts[mid] <= unit) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        return lo;
+    }
+
+    private static int[] identity(int n) {
+        int[] rows = new int[n];
+        for (int i = 0; i < n; i++) {
+            rows[i] = i;
+        }
+        return rows;
+    }
+}

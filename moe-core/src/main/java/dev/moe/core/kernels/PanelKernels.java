@@ -1,0 +1,19 @@
+package dev.moe.core.kernels;
+
+/**
+ * The inner kernel of the expert FFN: a panel of a {@link PanelMatrix} times the active input channels of a batch.
+ * {@link VectorPanelKernels} is the fast path, {@link ScalarPanelKernels} its oracle.
+ */
+public interface PanelKernels {
+
+    /**
+     * {@code out[t, c] = Σ_k a[t·aStride + rows[k]] · W[panel][rows[k]][c]} for t in [0, numTokens), c in
+     * [0, {@link PanelMatrix#WIDTH}): an AXPY over the active rows (input channels) only.
+     *
+     * @param rows     active input channels, ascending; the others are skipped (their weights never read)
+     * @param a        activations, token t's channel r at {@code t·aStride + r}; zero for pruned entries of a token
+     * @param out      {@code [numTokens, WIDTH]}, overwritten
+     */
+    void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride, int numTokens,
+                    float[] out);
+}

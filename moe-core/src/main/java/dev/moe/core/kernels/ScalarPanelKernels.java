@@ -1,0 +1,20 @@
+package dev.moe.core.kernels;
+
+/** Plain loops over dequantised weights: the oracle of {@link VectorPanelKernels}. */
+public final class ScalarPanelKernels implements PanelKernels {
+    public static final ScalarPanelKernels INSTANCE = new ScalarPanelKernels();
+
+    @Override
+    public void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride, int numTokens,
+                           float[] out) {
+        for (int t = 0; t < numTokens; t++) {
+            for (int c = 0; c < PanelMatrix.WIDTH; c++) {
+                float sum = 0f;
+                for (int k = 0; k < numRows; k++) {
+                    sum += a[t * aStride + rows[k]] * m.weight(panel, rows[k], c);
+                }
+                out[t * PanelMatrix.WIDTH + c] = sum;
+            }
+        }
+    }
+}

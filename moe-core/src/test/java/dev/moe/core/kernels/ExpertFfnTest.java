@@ -1,0 +1,204 @@
+package dev.moe.core.kernels;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.moe.core.sparsity.SparsityThresholds;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/** The whole expert FFN on the pool against the SwiGLU reference, dense and sparse, on odd shapes and batches. */
+class ExpertFfnTest {
+    private static final KernelPool POOL = new KernelPool(2);
+
+    @AfterAll
+    static void closePool() {
+        POOL.close();
+    }
+
+    private record Weights(int hidden, int inter, float[] gate, float[] up, float[] down) {
+        static Weights random(int hidden, int inter, long seed) {
+            SplittableRandom r = new SplittableRandom(seed);
+            float[] g = new float[hidden * inter];
+            float[] u = new float[hidden * inter];
+            float[] d = new float[hidden * inter];
+            for (int i = 0; i < g.length; i++) {
+                g[i] = (float) (r.nextGaussian() / Math.sqrt(hidden));
+                u[i] = (float) (r.nextGaussian() / Math.sqrt(hidden));
+                d[i] = (float) (r.nextGaussian() / Math.sqrt(inter));
+            }
+            return new Weights(hidden, inter, g, u, d);
+        }
+
+        /** The expert in double with the given input pruning: the oracle of the sparse path. */
+        double[] reference(float[] x, int t, float tx, float mx, float th, float mh) {
+            double[] h = new double[inter];
+            for (int i = 0; i < inter; i++) {
+                double gs = 0;
+                double us = 0;
+                for (int j = 0; j < hidden; j++) {
+                    double v = x[t * hidden + j];
+                    double kept = Math.abs(v - mx) <= tx ? mx : v; // pruned: treated as the mode
+                    gs += gate[i * hidden + j] * kept;
+                    us += up[i * hidden + j] * kept;
+                }
+                double hv = gs / (1 + Math.exp(-gs)) * us;
+                h[i] = Math.abs(hv - mh) <= th ? mh : hv;
+            }
+            double[] y = new double[hidden];
+            for (int o = 0; o < hidden; o++) {
+                double s = 0;
+                for (int i = 0; i < inter; i++) {
+                    s += down[o * inter + i] * h[i];
+                }
+                y[o] = s;
+            }
+            return y;
+        }
+    }
+
+    @ParameterizedTest(name = "{0} h={1} i={2} tokens={3}")
+    @CsvSource({"F32,37,19,1", "F32,64,96,5", "BF16,130,70,2", "BF16,64,32,17", "INT8,100,200,3", "INT8,64,64,64",
+            "F32,200,33,64"})
+    void densePathMatchesTheSwigluExpert(WeightType type, int hidden, int inter, int tokens) {
+        Weights w = Weights.random(hidden, inter, hidden * 7L + inter);
+        PackedExpert packed = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), type);
+        float[] x = input(tokens, hidden, 3);
+        float[] y = new float[tokens * hidden];
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 0.75);
+        ExpertFfn.Stats[] stats = ffn.run(List.of(new ExpertFfn.Work(packed, x, tokens, null, y)));
+        assertThat(stats[0].gateUp().sparse()).isFalse();
+        double tol = switch (type) {
+            case F32 -> 1e-4;
+            case BF16 -> 2e-2;  // weights rounded to 8 significant bits
+            case INT8 -> 3e-2;  // 127 levels per block of 32
+        };
+        for (int t = 0; t < tokens; t++) {
+            double[] ref = w.reference(x, t, -1f, 0f, -1f, 0f);
+            double max = 0;
+            for (double v : ref) {
+                max = Math.max(max, Math.abs(v));
+            }
+            for (int o = 0; o < hidden; o++) {
+                assertThat((double) y[t * hidden + o]).as("token %d out %d", t, o)
+                        .isCloseTo(ref[o], org.assertj.core.data.Offset.offset(tol * Math.max(1e-3, max)));
+            }
+        }
+    }
+
+    @Test
+    void thresholdZeroEqualsTheDensePathToFloatRounding() {
+        Weights w = Weights.random(96, 80, 11);
+        PackedExpert packed = PackedExpert.pack(96, 80, w.gate(), w.up(), w.down(), WeightType.BF16);
+        float[] x = input(4, 96, 5);
+        float[] dense = new float[4 * 96];
+        float[] sparse = new float[4 * 96];
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 1.0); // always take the sparse path
+        ffn.run(List.of(new ExpertFfn.Work(packed, x, 4, null, dense)));
+        ExpertFfn.Stats[] stats = ffn.run(List.of(new ExpertFfn.Work(packed, x, 4,
+                new SparsityThresholds(0f, 0f, 0f, 0f), sparse)));
+        assertThat(stats[0].gateUp().sparse()).isTrue();
+        assertThat(stats[0].gateUp().prunedFraction()).isZero();
+        for (int i = 0; i < dense.length; i++) {
+            assertThat(sparse[i]).isCloseTo(dense[i], org.assertj.core.data.Offset.offset(1e-6f * (1 + Math.abs(dense[i]))));
+        }
+    }
+
+    @ParameterizedTest(name = "{0} mode centering {1}")
+    @CsvSource({"F32,false", "F32,true", "INT8,false", "BF16,true"})
+    void sparsePathComputesThePrunedExpert(WeightType type, boolean centering) {
+        int hidden = 72;
+        int inter = 45;
+        int tokens = 3;
+        Weights w = Weights.random(hidden, inter, 21);
+        PackedExpert packed = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), type);
+        float[] x = input(tokens, hidden, 8);
+        float mx = centering ? 0.2f : 0f;
+        float mh = centering ? 0.01f : 0f;
+        SparsityThresholds thresholds = new SparsityThresholds(0.6f, mx, 0.05f, mh);
+        float[] y = new float[tokens * hidden];
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 1.0);
+        ExpertFfn.Stats[] stats = ffn.run(List.of(new ExpertFfn.Work(packed, x, tokens, thresholds, y)));
+        assertThat(stats[0].gateUp().sparse()).isTrue();
+        assertThat(stats[0].gateUp().prunedFraction()).isBetween(0.3, 0.7);
+        assertThat(stats[0].down().prunedFraction()).isGreaterThan(0.05);
+        double tol = type == WeightType.F32 ? 1e-4 : 3e-2;
+        for (int t = 0; t < tokens; t++) {
+            double[] ref = w.reference(x, t, 0.6f, mx, 0.05f, mh);
+            double max = 0;
+            for (double v : ref) {
+                max = Math.max(max, Math.abs(v));
+            }
+            for (int o = 0; o < hidden; o++) {
+                assertThat((double) y[t * hidden + o]).isCloseTo(ref[o],
+                        org.assertj.core.data.Offset.offset(tol * Math.max(1e-3, max)));
+            }
+        }
+    }
+
+    @Test
+    void denseUnionFallsBackToTheExactPath() {
+        Weights w = Weights.random(64, 64, 2);
+        PackedExpert packed = PackedExpert.pack(64, 64, w.gate(), w.up(), w.down(), WeightType.F32);
+        float[] x = input(32, 64, 1); // 32 tokens: the union of |x| > 0.3 covers nearly every channel
+        float[] y = new float[32 * 64];
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 0.75);
+        ExpertFfn.Stats[] stats = ffn.run(List.of(new ExpertFfn.Work(packed, x, 32,
+                new SparsityThresholds(0.3f, 0f, 0.001f, 0f), y)));
+        assertThat(stats[0].gateUp().sparse()).isFalse();
+        assertThat(stats[0].gateUp().prunedFraction()).isZero();
+        double[] ref = w.reference(x, 31, -1f, 0f, -1f, 0f);
+        for (int o = 0; o < 64; o++) {
+            assertThat((double) y[31 * 64 + o]).isCloseTo(ref[o], org.assertj.core.data.Offset.offset(1e-4));
+        }
+    }
+
+    @Test
+    void manyExpertsInOneCallMatchOneAtATime() {
+        List<ExpertFfn.Work> together = new ArrayList<>();
+        List<float[]> alone = new ArrayList<>();
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 0.75);
+        for (int e = 0; e < 5; e++) {
+            Weights w = Weights.random(48, 40 + e, 100 + e);
+            PackedExpert packed = PackedExpert.pack(48, 40 + e, w.gate(), w.up(), w.down(), WeightType.BF16);
+            int tokens = 1 + e;
+            float[] x = input(tokens, 48, 30 + e);
+            float[] y = new float[tokens * 48];
+            together.add(new ExpertFfn.Work(packed, x, tokens, e % 2 == 0 ? null : new SparsityThresholds(0.5f, 0f, 0.02f, 0f), y));
+            float[] single = new float[tokens * 48];
+            ffn.run(List.of(new ExpertFfn.Work(packed, x, tokens, together.get(e).thresholds(), single)));
+            alone.add(single);
+        }
+        ffn.run(together);
+        for (int e = 0; e < 5; e++) {
+            assertThat(together.get(e).y()).containsExactly(alone.get(e));
+        }
+    }
+
+    @Test
+    void poolRunsEveryUnitOnceAndPropagatesFailures() {
+        int[] hits = new int[1000];
+        POOL.parallelFor(hits.length, u -> hits[u]++);
+        assertThat(hits).containsOnly(1);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> POOL.parallelFor(10, u -> {
+            if (u == 7) {
+                throw new IllegalStateException("unit 7 failed");
+            }
+        })).hasMessage("unit 7 failed");
+        POOL.parallelFor(3, u -> hits[u]++); // still usable
+        assertThat(hits[0]).isEqualTo(2);
+    }
+
+    private static float[] input(int tokens, int hidden, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] x = new float[tokens * hidden];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return x;
+    }
+}

@@ -1,0 +1,109 @@
+package dev.moe.core.kernels;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** Every dtype and layout of the vector panel kernels against the scalar oracle over the same stored weights. */
+class PanelKernelsTest {
+
+    static Stream<Arguments> cases() {
+        Stream.Builder<Arguments> b = Stream.builder();
+        for (WeightType type : WeightType.values()) {
+            for (int inputs : new int[] {1, 7, 33, 130}) {
+                for (int outputs : new int[] {1, 63, 64, 65, 200}) {
+                    for (int tokens : new int[] {1, 2, 3, 8, 17, 64}) {
+                        for (String mask : new String[] {"all", "none", "half"}) {
+                            if ((inputs * 7 + outputs * 3 + tokens) % 4 == 0 || tokens == 1 || mask.equals("none")) {
+                                b.add(Arguments.of(type, inputs, outputs, tokens, mask));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return b.build();
+    }
+
+    @ParameterizedTest(name = "{0} in={1} out={2} tokens={3} rows={4}")
+    @MethodSource("cases")
+    void vectorMatchesScalarOracle(WeightType type, int inputs, int outputs, int tokens, String mask) {
+        SplittableRandom random = new SplittableRandom(inputs * 1000L + outputs * 10L + tokens);
+        float[] w = new float[outputs * inputs];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = (float) random.nextGaussian();
+        }
+        int panels = (outputs + 63) / 64;
+        PanelMatrix m = PanelMatrix.pack(type, w, inputs, outputs, panels, (p, c) -> p * 64 + c < outputs ? p * 64 + c : -1);
+        int stride = inputs + 3; // activations with a stride wider than the rows
+        float[] a = new float[tokens * stride];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = random.nextInt(5) == 0 ? 0f : (float) random.nextGaussian();
+        }
+        int[] rows = new int[inputs];
+        int numRows = 0;
+        for (int r = 0; r < inputs; r++) {
+            if (mask.equals("all") || (mask.equals("half") && random.nextBoolean())) {
+                rows[numRows++] = r;
+            }
+        }
+        for (int p = 0; p < panels; p++) {
+            float[] expected = new float[tokens * 64];
+            float[] actual = new float[tokens * 64];
+            java.util.Arrays.fill(actual, Float.NaN); // every element must be written
+            ScalarPanelKernels.INSTANCE.accumulate(m, p, rows, numRows, a, stride, tokens, expected);
+            VectorPanelKernels.INSTANCE.accumulate(m, p, rows, numRows, a, stride, tokens, actual);
+            for (int i = 0; i < expected.length; i++) {
+                float scale = 0f;
+                int t = i / 64;
+                for (int k = 0; k < numRows; k++) {
+                    scale += Math.abs(a[t * stride + rows[k]] * m.weight(p, rows[k], i % 64));
+                }
+                assertThat(actual[i]).as("panel %d element %d", p, i)
+                        .isCloseTo(expected[i], org.assertj.core.data.Offset.offset(1e-5f * (scale + 1e-6f)));
+            }
+            if (numRows == 0) {
+                assertThat(actual).containsOnly(0f);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("types")
+    void packingKeepsWeightsWithinTheTypesPrecision(WeightType type) {
+        SplittableRandom random = new SplittableRandom(5);
+        int inputs = 40;
+        int outputs = 100;
+        float[] w = new float[outputs * inputs];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = (float) random.nextGaussian();
+        }
+        PanelMatrix m = PanelMatrix.pack(type, w, inputs, outputs, 2, (p, c) -> p * 64 + c < outputs ? p * 64 + c : -1);
+        for (int o = 0; o < outputs; o++) {
+            for (int r = 0; r < inputs; r++) {
+                // int8 block: 32 consecutive outputs of one input row
+                float blockMax = 0f;
+                for (int b = o / 32 * 32; b < Math.min(outputs, o / 32 * 32 + 32); b++) {
+                    blockMax = Math.max(blockMax, Math.abs(w[b * inputs + r]));
+                }
+                float original = w[o * inputs + r];
+                float stored = m.weight(o / 64, r, o % 64);
+                double tolerance = switch (type) {
+                    case F32 -> 0.0;
+                    case BF16 -> Math.abs(original) * 0x1p-8;             // half an ulp of 8 significant bits
+                    case INT8 -> blockMax / 127 / 2 * 1.0001;              // half a quantisation step of its block
+                };
+                assertThat((double) stored).isCloseTo(original, org.assertj.core.data.Offset.offset(tolerance + 1e-12));
+            }
+        }
+        assertThat(m.weight(1, 0, 63)).as("padding").isZero();
+    }
+
+    static Stream<WeightType> types() {
+        return Stream.of(WeightType.values());
+    }
+}
