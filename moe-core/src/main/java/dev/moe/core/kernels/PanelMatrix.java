@@ -22,11 +22,11 @@ public final class PanelMatrix {
     final int outputs;   // real outputs (numPanels · WIDTH with padding)
     final int numPanels;
     final float[] f32;   // F32 storage, else null
-    final short[] bf16;  // BF16 storage, else null
-    final byte[] i8;     // INT8 codes, else null
+    final int[] bf16;    // BF16 storage, two per int, interleaved per 16 (see bf16Slot), else null
+    final int[] i8;      // INT8 codes, four per int, interleaved per 32 (see i8Slot), else null
     final float[] scales; // INT8 block scales, else null
 
-    private PanelMatrix(WeightType type, int rows, int outputs, float[] f32, short[] bf16, byte[] i8, float[] scales) {
+    private PanelMatrix(WeightType type, int rows, int outputs, float[] f32, int[] bf16, int[] i8, float[] scales) {
         this.type = type;
         this.rows = rows;
         this.outputs = outputs;
@@ -61,14 +61,16 @@ public final class PanelMatrix {
         return switch (type) {
             case F32 -> new PanelMatrix(type, inputs, numPanels * WIDTH, f32, null, null, null);
             case BF16 -> {
-                short[] bf16 = new short[f32.length];
+                int[] bf16 = new int[f32.length / 2];
                 for (int i = 0; i < f32.length; i++) {
-                    bf16[i] = DType.floatToBf16(f32[i]);
+                    int slot = bf16Slot(i);
+                    int bits = DType.floatToBf16(f32[i]) & 0xFFFF;
+                    bf16[slot >>> 1] |= (slot & 1) == 0 ? bits : bits << 16;
                 }
                 yield new PanelMatrix(type, inputs, numPanels * WIDTH, null, bf16, null, null);
             }
             case INT8 -> {
-                byte[] codes = new byte[f32.length];
+                int[] codes = new int[f32.length / 4];
                 float[] scales = new float[f32.length / BLOCK];
                 for (int b = 0; b < scales.length; b++) {
                     float max = 0f;
@@ -79,12 +81,35 @@ public final class PanelMatrix {
                     scales[b] = scale;
                     float inverse = scale == 0f ? 0f : 1f / scale;
                     for (int i = b * BLOCK; i < (b + 1) * BLOCK; i++) {
-                        codes[i] = (byte) Math.max(-127, Math.min(127, Math.round(f32[i] * inverse)));
+                        int code = Math.max(-127, Math.min(127, Math.round(f32[i] * inverse)));
+                        int slot = i8Slot(i);
+                        codes[slot >>> 2] |= (code & 0xFF) << (8 * (slot & 3));
                     }
                 }
                 yield new PanelMatrix(type, inputs, numPanels * WIDTH, null, null, codes, scales);
             }
         };
+    }
+
+    /**
+     * Storage slot of logical element {@code index} in BF16: within each run of 16, column k (k < 8) goes to the low
+     * half of int k and column 8 + k to its high half, so one 8-int load yields columns 0..7 by a shift and 8..15 by
+     * a mask, with no widening shuffle.
+     */
+    static int bf16Slot(int index) {
+        int base = index & ~15;
+        int k = index & 15;
+        return base + (k < 8 ? 2 * k : 2 * (k - 8) + 1);
+    }
+
+    /**
+     * Storage slot of logical element {@code index} in INT8: within each block of 32, column 8·b + k goes to byte b of
+     * int k, so one 8-int load yields the block's four 8-column vectors by shifts alone.
+     */
+    static int i8Slot(int index) {
+        int base = index & ~31;
+        int column = index & 31;
+        return base + 4 * (column & 7) + (column >>> 3);
     }
 
     /** Where each panel column comes from. */
@@ -110,8 +135,15 @@ public final class PanelMatrix {
         int index = (panel * rows + row) * WIDTH + col;
         return switch (type) {
             case F32 -> f32[index];
-            case BF16 -> DType.bf16ToFloat(bf16[index]);
-            case INT8 -> i8[index] * scales[index / BLOCK];
+            case BF16 -> {
+                int slot = bf16Slot(index);
+                int word = bf16[slot >>> 1];
+                yield Float.intBitsToFloat((slot & 1) == 0 ? word << 16 : word & 0xFFFF0000);
+            }
+            case INT8 -> {
+                int slot = i8Slot(index);
+                yield (byte) (i8[slot >>> 2] >>> (8 * (slot & 3))) * scales[index / BLOCK];
+            }
         };
     }
 

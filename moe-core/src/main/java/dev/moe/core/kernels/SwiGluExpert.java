@@ -47,13 +47,23 @@ public final class SwiGluExpert {
      * @param y  {@code [numTokens, hiddenSize]}, overwritten
      */
     public void forward(Kernels kernels, float[] x, int numTokens, float[] y) {
-        float[] gate = new float[numTokens * intermediateSize];
+        float[] h = new float[numTokens * intermediateSize];
+        intermediate(kernels, x, numTokens, h);
+        kernels.linear(downProj, hiddenSize, intermediateSize, h, numTokens, y);
+    }
+
+    /**
+     * The input of down_proj: {@code h = silu(gate · x) ⊙ (up · x)}.
+     *
+     * @param x  {@code [numTokens, hiddenSize]}
+     * @param h  at least {@code [numTokens, intermediateSize]}; the first {@code numTokens} rows are overwritten
+     */
+    public void intermediate(Kernels kernels, float[] x, int numTokens, float[] h) {
         float[] up = new float[numTokens * intermediateSize];
-        kernels.linear(gateProj, intermediateSize, hiddenSize, x, numTokens, gate);
+        kernels.linear(gateProj, intermediateSize, hiddenSize, x, numTokens, h);
         kernels.linear(upProj, intermediateSize, hiddenSize, x, numTokens, up);
-        for (int i = 0; i < gate.length; i++) {
-            gate[i] = Kernels.silu(gate[i]) * up[i]; // h = silu(gate·x) ⊙ up·x
+        for (int i = 0; i < up.length; i++) {
+            h[i] = Kernels.silu(h[i]) * up[i]; // h = silu(gate·x) ⊙ up·x
         }
-        kernels.linear(downProj, hiddenSize, intermediateSize, gate, numTokens, y);
     }
 }
