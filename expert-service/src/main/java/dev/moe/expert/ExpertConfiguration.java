@@ -3,7 +3,10 @@ package dev.moe.expert;
 import dev.moe.core.checkpoint.Checkpoint;
 import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.config.MoeConfig;
-import dev.moe.core.kernels.VectorKernels;
+import dev.moe.core.kernels.ExpertFfn;
+import dev.moe.core.kernels.KernelPool;
+import dev.moe.core.kernels.VectorPanelKernels;
+import dev.moe.core.sparsity.SparsityProfile;
 import dev.moe.expert.shard.ExpertCallStats;
 import dev.moe.expert.shard.ExpertComputer;
 import dev.moe.expert.shard.ExpertShard;
@@ -40,19 +43,33 @@ public class ExpertConfiguration {
         log.info("{}: loading experts {} of {} ({}, {} MoE layers) from {}", properties.serverId(),
                 Arrays.toString(hosted), config.numExperts(), config.family().modelType, config.moeLayers().size(),
                 checkpoint.directory());
-        ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, line -> log.info("{}: {}", properties.serverId(), line));
+        ExpertShard.ThresholdSource thresholds = ExpertShard.ThresholdSource.DENSE;
+        if (properties.sparsity() != null) {
+            SparsityProfile profile = SparsityProfile.read(properties.sparsity());
+            profile.requireFingerprint(checkpoint.fingerprint());
+            thresholds = profile::thresholds;
+            log.info("{}: SCAP thresholds from {} (target sparsity {})", properties.serverId(), properties.sparsity(),
+                    profile.targetSparsity());
+        }
+        ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, properties.weights(), thresholds,
+                line -> log.info("{}: {}", properties.serverId(), line));
         log.info("{}: ready, model fingerprint {}", properties.serverId(), shard.fingerprint());
         return shard;
     }
 
     @Bean
-    ExpertCallStats expertCallStats() {
-        return new ExpertCallStats();
+    ExpertCallStats expertCallStats(ExpertShard shard) {
+        return new ExpertCallStats(shard.config().numExperts());
+    }
+
+    @Bean(destroyMethod = "close")
+    KernelPool kernelPool(ExpertServerProperties properties) {
+        return new KernelPool(properties.kernelThreads());
     }
 
     @Bean
-    ExpertComputer expertComputer() {
-        return new ExpertComputer(VectorKernels.INSTANCE);
+    ExpertComputer expertComputer(KernelPool pool, ExpertServerProperties properties) {
+        return new ExpertComputer(new ExpertFfn(VectorPanelKernels.INSTANCE, pool, properties.sparseCrossover()));
     }
 
     /** Anything a handler did not map itself: bad arguments stay INVALID_ARGUMENT, the rest is INTERNAL, logged. */

@@ -1,5 +1,6 @@
 package dev.moe.expert;
 
+import dev.moe.core.kernels.WeightType;
 import dev.moe.core.placement.ExpertPlacement;
 import java.nio.file.Path;
 import org.springframework.boot.context.properties.ConfigurationProperties;
@@ -14,10 +15,15 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param placement   how experts are split: contiguous ranges or strided
  * @param experts     explicit expert list such as {@code 0-7,12}; overrides serverIndex/numServers
  * @param maxTokensPerCall largest num_tokens one ComputeExperts call may carry
+ * @param weights     how weights are stored: F32, BF16 (default) or INT8 (blocks of 32, one scale each)
+ * @param sparsity    SCAP thresholds file written by {@code bin/moe calibrate}; none: dense and exact
+ * @param sparseCrossover union density of active input channels above which a projection runs dense anyway
+ * @param kernelThreads threads of the kernel pool (default: every core)
  */
 @ConfigurationProperties("moe.expert")
 public record ExpertServerProperties(Path model, String serverId, Integer serverIndex, Integer numServers,
-                                     ExpertPlacement.Strategy placement, String experts, Integer maxTokensPerCall) {
+                                     ExpertPlacement.Strategy placement, String experts, Integer maxTokensPerCall,
+                                     WeightType weights, Path sparsity, Double sparseCrossover, Integer kernelThreads) {
 
     public ExpertServerProperties {
         serverIndex = serverIndex == null ? 0 : serverIndex;
@@ -25,7 +31,13 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         placement = placement == null ? ExpertPlacement.Strategy.CONTIGUOUS : placement;
         serverId = serverId == null || serverId.isBlank() ? "expert-" + serverIndex : serverId;
         maxTokensPerCall = maxTokensPerCall == null ? 65536 : maxTokensPerCall;
+        weights = weights == null ? WeightType.BF16 : weights;
+        sparseCrossover = sparseCrossover == null ? DEFAULT_SPARSE_CROSSOVER : sparseCrossover;
+        kernelThreads = kernelThreads == null ? Runtime.getRuntime().availableProcessors() : kernelThreads;
     }
+
+    /** Above this union density skipping rows saves too little to pay for pruning's approximation. */
+    public static final double DEFAULT_SPARSE_CROSSOVER = 0.75;
 
     /** The experts this server hosts, ascending. */
     public int[] hostedExperts(int numExperts) {

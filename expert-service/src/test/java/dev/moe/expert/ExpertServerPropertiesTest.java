@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.moe.core.placement.ExpertPlacement.Strategy;
+import dev.moe.core.kernels.WeightType;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 
@@ -11,12 +12,14 @@ class ExpertServerPropertiesTest {
 
     private static ExpertServerProperties props(String serverId, Integer index, Integer numServers, Strategy placement,
                                                 String experts) {
-        return new ExpertServerProperties(null, serverId, index, numServers, placement, experts, null);
+        return new ExpertServerProperties(null, serverId, index, numServers, placement, experts, null, null, null, null,
+                null);
     }
 
     @Test
     void defaults() {
-        ExpertServerProperties p = new ExpertServerProperties(null, null, null, null, null, null, null);
+        ExpertServerProperties p = new ExpertServerProperties(null, null, null, null, null, null, null, null, null, null,
+                null);
 
         assertThat(p.model()).isNull();
         assertThat(p.serverIndex()).isEqualTo(0);
@@ -26,6 +29,10 @@ class ExpertServerPropertiesTest {
         assertThat(p.experts()).isNull();
         assertThat(p.maxTokensPerCall()).isEqualTo(65536);
         assertThat(p.hostedExperts(8)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
+        assertThat(p.weights()).isEqualTo(WeightType.BF16);
+        assertThat(p.sparsity()).isNull();
+        assertThat(p.sparseCrossover()).isEqualTo(ExpertServerProperties.DEFAULT_SPARSE_CROSSOVER);
+        assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
     }
 
     @Test
@@ -38,7 +45,7 @@ class ExpertServerPropertiesTest {
     @Test
     void explicitValuesAreKept() {
         ExpertServerProperties p = new ExpertServerProperties(Path.of("/models/qwen"), "pod-a", 2, 5,
-                Strategy.STRIDED, "1,3", 128);
+                Strategy.STRIDED, "1,3", 128, WeightType.INT8, Path.of("/t.json"), 0.5, 3);
 
         assertThat(p.model()).isEqualTo(Path.of("/models/qwen"));
         assertThat(p.serverId()).isEqualTo("pod-a");
@@ -46,6 +53,10 @@ class ExpertServerPropertiesTest {
         assertThat(p.numServers()).isEqualTo(5);
         assertThat(p.placement()).isEqualTo(Strategy.STRIDED);
         assertThat(p.maxTokensPerCall()).isEqualTo(128);
+        assertThat(p.weights()).isEqualTo(WeightType.INT8);
+        assertThat(p.sparsity()).isEqualTo(Path.of("/t.json"));
+        assertThat(p.sparseCrossover()).isEqualTo(0.5);
+        assertThat(p.kernelThreads()).isEqualTo(3);
     }
 
     @Test

@@ -73,6 +73,9 @@ public final class EmbeddedCluster implements AutoCloseable {
                 props.put("moe.expert.server-index", i);
                 props.put("moe.expert.num-servers", options.numExpertServers());
                 props.put("moe.expert.placement", options.placement().name());
+                // The servers of one JVM share its cores: together, not each, they use every core.
+                props.put("moe.expert.kernel-threads",
+                        Math.max(1, Runtime.getRuntime().availableProcessors() / options.numExpertServers()));
                 props.putAll(options.properties());
                 experts.add(startExpert(options.model(), options.host(), props));
             }

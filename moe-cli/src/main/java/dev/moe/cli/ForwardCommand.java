@@ -51,11 +51,19 @@ final class ForwardCommand implements Callable<Integer> {
             description = "Expert servers of the embedded cluster (default: ${DEFAULT-VALUE}).")
     int expertServers;
 
+    @Option(names = "--weights", defaultValue = "bf16",
+            description = "How the embedded expert servers store weights: f32, bf16 or int8 (default: ${DEFAULT-VALUE}).")
+    String weights;
+
+    @Option(names = "--sparsity", description = "SCAP thresholds file for the embedded expert servers.")
+    Path sparsity;
+
     @Override
     public Integer call() throws Exception {
         if ((model == null) == (target == null)) {
             throw new UserError("give exactly one of --model DIR (embedded cluster) or --target host:port");
         }
+        java.util.Map<String, String> expertSettings = LocalCommand.expertSettings(weights, sparsity);
         if (layer < 0) {
             throw new UserError("--layer must be >= 0, got " + layer);
         }
@@ -94,7 +102,7 @@ final class ForwardCommand implements Callable<Integer> {
         } else {
             int servers = Math.max(1, Math.min(expertServers, numExperts(model)));
             try (EmbeddedCluster cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(model, servers)
-                    .withProperties(java.util.Map.of("logging.level.root", "WARN")))) {
+                    .withProperties(java.util.Map.of("logging.level.root", "WARN")).withProperties(expertSettings))) {
                 response = send(cluster.routerAddress(), request);
             }
         }

@@ -59,6 +59,14 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--demo-tokens", defaultValue = "32", description = "Tokens per demo call (default: ${DEFAULT-VALUE}).")
     int demoTokens;
 
+    @Option(names = "--weights", defaultValue = "bf16", description = "How expert servers store weights: f32, bf16 or"
+            + " int8 (blocks of 32 with a scale each); default: ${DEFAULT-VALUE}.")
+    String weights;
+
+    @Option(names = "--sparsity", description = "SCAP thresholds file from 'moe calibrate': experts skip the weights of"
+            + " near-zero input activations. Default: dense and exact.")
+    Path sparsity;
+
     @Option(names = "--cache-dir", description = "Where the synthetic checkpoint is kept (default: $MOE_CACHE_DIR,"
             + " else $XDG_CACHE_HOME/moe-serving, else ~/.cache/moe-serving).")
     Path cacheDir;
@@ -75,6 +83,7 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
         if (demoRequests < 0 || demoTokens < 1) {
             throw new UserError("--demo-requests must be >= 0 and --demo-tokens >= 1");
         }
+        java.util.Map<String, String> expertSettings = expertSettings(weights, sparsity);
         Path checkpoint = model != null ? model : syntheticCheckpoint();
         try (Checkpoint c = Checkpoint.open(checkpoint)) {
             int numExperts = dev.moe.core.config.MoeConfig.from(c.config()).validate().numExperts();
@@ -87,7 +96,8 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
         out.printf("starting router and %d expert servers on 127.0.0.1 (model %s)%n", expertServers, checkpoint);
         long startNanos = System.nanoTime();
         EmbeddedCluster.Options options = EmbeddedCluster.Options.of(checkpoint, expertServers)
-                .withPlacement(placement).withRouterPort(port).withProperties(QUIET_LOGGING);
+                .withPlacement(placement).withRouterPort(port).withProperties(QUIET_LOGGING)
+                .withProperties(expertSettings);
         CountDownLatch stopped = new CountDownLatch(1);
         try (EmbeddedCluster cluster = EmbeddedCluster.start(options);
              RouterClient client = new RouterClient(cluster.routerAddress())) {
@@ -112,6 +122,23 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** Expert server settings from the CLI's --weights and --sparsity, checked before anything starts. */
+    static java.util.Map<String, String> expertSettings(String weights, Path sparsity) {
+        java.util.Map<String, String> settings = new java.util.LinkedHashMap<>();
+        try {
+            settings.put("moe.expert.weights", dev.moe.core.kernels.WeightType.parse(weights).name());
+        } catch (IllegalArgumentException e) {
+            throw new UserError("--weights: " + e.getMessage());
+        }
+        if (sparsity != null) {
+            if (!Files.isRegularFile(sparsity)) {
+                throw new UserError("--sparsity " + sparsity + " is not a file (write one with 'moe calibrate')");
+            }
+            settings.put("moe.expert.sparsity", sparsity.toAbsolutePath().toString());
+        }
+        return settings;
     }
 
     private Path syntheticCheckpoint() throws IOException {

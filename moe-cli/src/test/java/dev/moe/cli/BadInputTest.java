@@ -37,7 +37,7 @@ class BadInputTest {
     @BeforeAll
     static void start() {
         cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(ConformanceCases.dir(CASE), 2)
-                .withProperties(RouterCalls.QUIET).withProperties(Map.of("moe.router.max-tokens-per-request", "8")));
+                .withProperties(RouterCalls.EXACT).withProperties(Map.of("moe.router.max-tokens-per-request", "8")));
         channel = RouterCalls.channel(cluster.routerAddress());
         router = RouterServiceGrpc.newBlockingStub(channel);
         layer1 = ConformanceCases.expected(CASE).getFirst();

@@ -57,7 +57,8 @@ class CliTest {
         Path model = ConformanceCases.dir("deepseek-v3-tiny");
         Expected e = ConformanceCases.expected("deepseek-v3-tiny").get(1);
         Path output = dir.resolve("out.safetensors");
-        int code = MoeCli.run("forward", "--model", model.toString(), "--layer", Integer.toString(e.layer()), "--input",
+        int code = MoeCli.run("forward", "--weights", "f32", "--model", model.toString(), "--layer",
+                Integer.toString(e.layer()), "--input",
                 input(e, false).toString(), "--output", output.toString());
         assertThat(code).as(stderr()).isZero();
         try (SafetensorsFile file = SafetensorsFile.open(output)) {
@@ -77,7 +78,7 @@ class CliTest {
         Expected e = ConformanceCases.expected("mixtral-tiny").getFirst();
         Path output = dir.resolve("out.safetensors");
         try (EmbeddedCluster cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(model, 2)
-                .withProperties(RouterCalls.QUIET))) {
+                .withProperties(RouterCalls.EXACT))) {
             assertThat(MoeCli.run("forward", "--target", cluster.routerAddress(), "--layer", "0", "--input",
                     input(e, true).toString(), "--output", output.toString())).as(stderr()).isZero();
             // Bad input against a running router: exit 2 with the router's message on one line.

@@ -67,7 +67,7 @@ class FastPathVsOracleTest {
         SyntheticCheckpoint.write(dir, spec, SyntheticCheckpoint.SILENT);
         SplittableRandom random = new SplittableRandom(spec.seed());
         EmbeddedCluster.Options options = EmbeddedCluster.Options.of(dir, servers).withPlacement(placement)
-                .withProperties(RouterCalls.QUIET);
+                .withProperties(RouterCalls.EXACT);
         try (Checkpoint checkpoint = Checkpoint.open(dir); EmbeddedCluster cluster = EmbeddedCluster.start(options)) {
             MoeConfig config = MoeConfig.from(checkpoint.config()).validate();
             int[] serverOf = new int[experts];

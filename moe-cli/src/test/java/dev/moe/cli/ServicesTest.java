@@ -47,7 +47,7 @@ class ServicesTest {
     @BeforeAll
     static void start() {
         cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(ConformanceCases.dir(CASE), 2)
-                .withProperties(RouterCalls.QUIET));
+                .withProperties(RouterCalls.EXACT));
         routerChannel = RouterCalls.channel(cluster.routerAddress());
         expertChannel = RouterCalls.channel(cluster.experts().getFirst().address());
         expected = ConformanceCases.expected(CASE);

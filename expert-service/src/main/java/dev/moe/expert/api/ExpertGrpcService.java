@@ -2,7 +2,8 @@ package dev.moe.expert.api;
 
 import com.google.protobuf.UnsafeByteOperations;
 import dev.moe.core.config.MoeConfig;
-import dev.moe.core.kernels.SwiGluExpert;
+import dev.moe.core.kernels.PackedExpert;
+import dev.moe.core.sparsity.SparsityThresholds;
 import dev.moe.core.tensor.HiddenStatesCodec;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
 import dev.moe.expert.ExpertServerProperties;
@@ -16,6 +17,9 @@ import dev.moe.proto.expert.v1.ComputeExpertsResponse;
 import dev.moe.proto.expert.v1.DescribeShardRequest;
 import dev.moe.proto.expert.v1.DescribeShardResponse;
 import dev.moe.proto.expert.v1.ExpertServiceGrpc;
+import dev.moe.proto.expert.v1.ExpertStats;
+import dev.moe.proto.expert.v1.GetStatsRequest;
+import dev.moe.proto.expert.v1.GetStatsResponse;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
@@ -45,7 +49,9 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
                 .setModelType(config.family().modelType)
                 .setHiddenSize(config.hiddenSize())
                 .setNumExperts(config.numExperts())
-                .setWeightType("F32");
+                .setWeightType(shard.weightType().name())
+                .setWeightBytes(shard.weightBytes())
+                .setSparsityEnabled(shard.sparsityEnabled());
         Arrays.stream(shard.hostedExperts()).forEach(d::addExpertIds);
         config.moeLayers().forEach(d::addMoeLayers);
         this.description = d.build();
@@ -54,6 +60,20 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
     @Override
     public void describeShard(DescribeShardRequest request, StreamObserver<DescribeShardResponse> responseObserver) {
         responseObserver.onNext(description);
+        responseObserver.onCompleted();
+    }
+
+    @Override
+    public void getStats(GetStatsRequest request, StreamObserver<GetStatsResponse> responseObserver) {
+        GetStatsResponse.Builder response = GetStatsResponse.newBuilder()
+                .setCalls(stats.calls()).setTokens(stats.tokens()).setAssignments(stats.assignments());
+        for (int id : shard.hostedExperts()) {
+            ExpertCallStats.ExpertLoad load = stats.expert(id);
+            response.addExperts(ExpertStats.newBuilder().setExpertId(id).setTokens(load.tokens())
+                    .setGateUpSparsity(load.gateUpSparsity()).setDownSparsity(load.downSparsity())
+                    .setSparseRuns(load.sparseRuns()).setDenseRuns(load.denseRuns()));
+        }
+        responseObserver.onNext(response.build());
         responseObserver.onCompleted();
     }
 
@@ -105,11 +125,13 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
         }
         int[] expertIds = new int[(int) total];
         float[] weights = new float[(int) total];
-        SwiGluExpert[] experts = new SwiGluExpert[(int) total];
+        PackedExpert[] experts = new PackedExpert[(int) total];
+        SparsityThresholds[] thresholds = new SparsityThresholds[(int) total];
         for (int t = 0, a = 0; t < numTokens; t++) {
             for (int j = 0; j < expertsPerToken[t]; j++, a++) {
                 int id = request.getExpertIds(a);
                 experts[a] = shard.expert(layer, id);
+                thresholds[a] = shard.thresholds(layer, id);
                 if (experts[a] == null) {
                     throw invalid("expert " + Integer.toUnsignedString(id) + " (token " + t + ", layer " + layer
                             + ") is not hosted by " + properties.serverId() + " (hosts "
@@ -128,8 +150,10 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
                 }
             }
         }
-        float[] partial = computer.compute(experts, x, numTokens, hidden, expertsPerToken, expertIds, weights);
-        stats.record(numTokens, expertIds.length);
+        ExpertComputer.Result result = computer.compute(experts, thresholds, x, numTokens, hidden, expertsPerToken,
+                expertIds, weights);
+        stats.record(numTokens, expertIds.length, result, hidden, config.moeIntermediateSize());
+        float[] partial = result.partial();
         return ComputeExpertsResponse.newBuilder()
                 .setNumTokens(numTokens)
                 .setHiddenSize(hidden)

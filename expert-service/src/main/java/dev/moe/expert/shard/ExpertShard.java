@@ -2,8 +2,10 @@ package dev.moe.expert.shard;
 
 import dev.moe.core.checkpoint.Checkpoint;
 import dev.moe.core.config.MoeConfig;
-import dev.moe.core.kernels.SwiGluExpert;
+import dev.moe.core.kernels.PackedExpert;
+import dev.moe.core.kernels.WeightType;
 import dev.moe.core.moe.MoeWeights;
+import dev.moe.core.sparsity.SparsityThresholds;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
@@ -11,39 +13,66 @@ import java.util.function.Consumer;
 
 /**
  * The experts one server hosts: the same expert ids in every MoE layer, loaded from the checkpoint (and nothing
- * else of it).
+ * else of it), packed for the FFN kernels in the configured weight type, with their SCAP thresholds when given.
  */
 public final class ExpertShard {
     private final MoeConfig config;
     private final String fingerprint;
     private final int[] hostedExperts;
+    private final WeightType weightType;
+    private final long weightBytes;
+    private final boolean sparsityEnabled;
     /** layer → experts indexed by global expert id (null where not hosted). */
-    private final Map<Integer, SwiGluExpert[]> experts;
+    private final Map<Integer, PackedExpert[]> experts;
+    /** layer → thresholds indexed by global expert id (null: dense). */
+    private final Map<Integer, SparsityThresholds[]> thresholds;
 
-    private ExpertShard(MoeConfig config, String fingerprint, int[] hostedExperts, Map<Integer, SwiGluExpert[]> experts) {
+    private ExpertShard(MoeConfig config, String fingerprint, int[] hostedExperts, WeightType weightType, long weightBytes,
+                        Map<Integer, PackedExpert[]> experts, Map<Integer, SparsityThresholds[]> thresholds,
+                        boolean sparsityEnabled) {
         this.config = config;
         this.fingerprint = fingerprint;
         this.hostedExperts = hostedExperts;
+        this.weightType = weightType;
+        this.weightBytes = weightBytes;
         this.experts = experts;
+        this.thresholds = thresholds;
+        this.sparsityEnabled = sparsityEnabled;
+    }
+
+    /** Where a (layer, expert)'s thresholds come from; returns null for the dense path. */
+    @FunctionalInterface
+    public interface ThresholdSource {
+        SparsityThresholds thresholds(int layer, int expert);
+
+        ThresholdSource DENSE = (layer, expert) -> null;
     }
 
     /** Loads {@code hostedExperts} of every MoE layer; {@code progress} receives one line per layer. */
-    public static ExpertShard load(Checkpoint checkpoint, MoeConfig config, int[] hostedExperts, Consumer<String> progress) {
-        Map<Integer, SwiGluExpert[]> experts = new HashMap<>();
+    public static ExpertShard load(Checkpoint checkpoint, MoeConfig config, int[] hostedExperts, WeightType weightType,
+                                   ThresholdSource thresholdSource, Consumer<String> progress) {
+        Map<Integer, PackedExpert[]> experts = new HashMap<>();
+        Map<Integer, SparsityThresholds[]> thresholds = new HashMap<>();
         int layersDone = 0;
         long bytes = 0;
+        boolean anyThresholds = false;
         for (int layer : config.moeLayers()) {
-            SwiGluExpert[] byId = new SwiGluExpert[config.numExperts()];
+            PackedExpert[] byId = new PackedExpert[config.numExperts()];
+            SparsityThresholds[] thresholdsById = new SparsityThresholds[config.numExperts()];
             for (int e : hostedExperts) {
-                byId[e] = MoeWeights.loadExpert(checkpoint, config, layer, e);
+                byId[e] = MoeWeights.loadPackedExpert(checkpoint, config, layer, e, weightType);
                 bytes += byId[e].weightBytes();
+                thresholdsById[e] = thresholdSource.thresholds(layer, e);
+                anyThresholds |= thresholdsById[e] != null;
             }
             experts.put(layer, byId);
+            thresholds.put(layer, thresholdsById);
             layersDone++;
-            progress.accept(String.format("loaded layer %d (%d/%d MoE layers, %d experts, %.1f MiB resident)", layer,
-                    layersDone, config.moeLayers().size(), hostedExperts.length, bytes / 1048576.0));
+            progress.accept(String.format("loaded layer %d (%d/%d MoE layers, %d experts, %s, %.1f MiB resident)", layer,
+                    layersDone, config.moeLayers().size(), hostedExperts.length, weightType, bytes / 1048576.0));
         }
-        return new ExpertShard(config, checkpoint.fingerprint(), hostedExperts.clone(), experts);
+        return new ExpertShard(config, checkpoint.fingerprint(), hostedExperts.clone(), weightType, bytes, experts,
+                thresholds, anyThresholds);
     }
 
     public MoeConfig config() {
@@ -58,13 +87,31 @@ public final class ExpertShard {
         return hostedExperts.clone();
     }
 
+    public WeightType weightType() {
+        return weightType;
+    }
+
+    public long weightBytes() {
+        return weightBytes;
+    }
+
+    public boolean sparsityEnabled() {
+        return sparsityEnabled;
+    }
+
     public boolean hosts(int expertId) {
         return Arrays.binarySearch(hostedExperts, expertId) >= 0;
     }
 
     /** The expert, or null when this server does not host it or the layer has no MoE block. */
-    public SwiGluExpert expert(int layer, int expertId) {
-        SwiGluExpert[] byId = experts.get(layer);
+    public PackedExpert expert(int layer, int expertId) {
+        PackedExpert[] byId = experts.get(layer);
+        return byId == null || expertId < 0 || expertId >= byId.length ? null : byId[expertId];
+    }
+
+    /** The expert's thresholds, or null for the dense path. */
+    public SparsityThresholds thresholds(int layer, int expertId) {
+        SparsityThresholds[] byId = thresholds.get(layer);
         return byId == null || expertId < 0 || expertId >= byId.length ? null : byId[expertId];
     }
 }

@@ -2,14 +2,20 @@ package dev.moe.expert.shard;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.moe.core.kernels.ScalarKernels;
-import dev.moe.core.kernels.SwiGluExpert;
-import dev.moe.core.kernels.VectorKernels;
+import dev.moe.core.kernels.ExpertFfn;
+import dev.moe.core.kernels.KernelPool;
+import dev.moe.core.kernels.PackedExpert;
+import dev.moe.core.kernels.PanelKernels;
+import dev.moe.core.kernels.ScalarPanelKernels;
+import dev.moe.core.kernels.VectorPanelKernels;
+import dev.moe.core.kernels.WeightType;
+import dev.moe.core.sparsity.SparsityThresholds;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -19,14 +25,24 @@ import org.junit.jupiter.api.Test;
 class ExpertComputerTest {
 
     private static final double REL_TOL = 1e-4;
+    private static final KernelPool POOL = new KernelPool(2);
+
+    @AfterAll
+    static void closePool() {
+        POOL.close();
+    }
+
+    private static ExpertComputer computer(PanelKernels kernels) {
+        return new ExpertComputer(new ExpertFfn(kernels, POOL, 0.75));
+    }
 
     /** A random expert with its weights kept for the oracle. */
-    private record Expert(int hidden, int inter, float[] gate, float[] up, float[] down, SwiGluExpert swiGlu) {
+    private record Expert(int hidden, int inter, float[] gate, float[] up, float[] down, PackedExpert packed) {
         static Expert random(Random rnd, int hidden, int inter) {
             float[] g = randomArray(rnd, hidden * inter, 1.0 / Math.sqrt(hidden));
             float[] u = randomArray(rnd, hidden * inter, 1.0 / Math.sqrt(hidden));
             float[] d = randomArray(rnd, hidden * inter, 1.0 / Math.sqrt(inter));
-            return new Expert(hidden, inter, g, u, d, new SwiGluExpert(hidden, inter, g, u, d));
+            return new Expert(hidden, inter, g, u, d, PackedExpert.pack(hidden, inter, g, u, d, WeightType.F32));
         }
 
         /** down(silu(gate·x) ⊙ up·x) in double. */
@@ -80,12 +96,12 @@ class ExpertComputerTest {
     }
 
     private static float[] compute(ExpertComputer computer, Expert[] byId, Call call) {
-        SwiGluExpert[] aligned = new SwiGluExpert[call.expertIds().length];
+        PackedExpert[] aligned = new PackedExpert[call.expertIds().length];
         for (int a = 0; a < aligned.length; a++) {
-            aligned[a] = byId[call.expertIds()[a]].swiGlu();
+            aligned[a] = byId[call.expertIds()[a]].packed();
         }
-        return computer.compute(aligned, call.x(), call.numTokens(), call.hidden(), call.expertsPerToken(),
-                call.expertIds(), call.weights());
+        return computer.compute(aligned, new SparsityThresholds[aligned.length], call.x(), call.numTokens(),
+                call.hidden(), call.expertsPerToken(), call.expertIds(), call.weights()).partial();
     }
 
     /** Element-wise: |actual − expected| ≤ 1e-4 · max(|expected|, largest |expected| of the token's row). */
@@ -138,7 +154,7 @@ class ExpertComputerTest {
     @Test
     void randomCallsMatchTheDoubleOracle() {
         Random rnd = new Random(20240611L);
-        ExpertComputer computer = new ExpertComputer(VectorKernels.INSTANCE);
+        ExpertComputer computer = computer(VectorPanelKernels.INSTANCE);
         int[] hiddens = {1, 3, 5, 7, 13, 17, 31, 33, 67};
         int[] inters = {1, 3, 5, 9, 11, 21, 37};
         for (int trial = 0; trial < 120; trial++) {
@@ -170,7 +186,7 @@ class ExpertComputerTest {
         float[] x = randomArray(rnd, hidden, 1.5);
         Call call = new Call(1, hidden, x, new int[] {1}, new int[] {4}, new float[] {0.375f});
 
-        float[] out = compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
+        float[] out = compute(computer(VectorPanelKernels.INSTANCE), byId, call);
 
         double[] y = byId[4].forward(x, 0);
         double[] expected = new double[hidden];
@@ -191,7 +207,7 @@ class ExpertComputerTest {
         Call call = new Call(1, hidden, randomArray(rnd, hidden, 1.0), new int[] {3}, new int[] {8, 0, 3},
                 new float[] {0.5f, 0.3f, 0.2f});
 
-        float[] out = compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
+        float[] out = compute(computer(VectorPanelKernels.INSTANCE), byId, call);
 
         assertClose("one token, three experts", out, oracle(byId, call), hidden);
     }
@@ -207,7 +223,7 @@ class ExpertComputerTest {
                 new int[] {2, 5, 5, 2, 2, 5, 6, 2, 5},
                 new float[] {0.9f, 0.1f, 0.7f, 0.3f, 0.25f, 0.25f, 0.5f, 0.05f, 0.95f});
 
-        float[] out = compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
+        float[] out = compute(computer(VectorPanelKernels.INSTANCE), byId, call);
 
         assertClose("shared experts", out, oracle(byId, call), hidden);
     }
@@ -224,7 +240,7 @@ class ExpertComputerTest {
         }
         Call call = new Call(3, hidden, x, new int[] {1, 1, 1}, new int[] {1, 1, 1}, new float[] {1f, 2f, -0.5f});
 
-        float[] out = compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
+        float[] out = compute(computer(VectorPanelKernels.INSTANCE), byId, call);
 
         for (int h = 0; h < hidden; h++) {
             // same input, same expert → outputs scale with the weight (exactly: w·y with w a power of two or 1)
@@ -247,7 +263,7 @@ class ExpertComputerTest {
         Call call = new Call(numTokens, hidden, randomArray(rnd, numTokens * hidden, 1.0), perToken, ids,
                 randomArray(rnd, numTokens, 1.0));
 
-        float[] out = compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
+        float[] out = compute(computer(VectorPanelKernels.INSTANCE), byId, call);
 
         assertClose("all tokens to expert 13", out, oracle(byId, call), hidden);
     }
@@ -263,7 +279,7 @@ class ExpertComputerTest {
         Call call = new Call(numTokens, hidden, randomArray(rnd, numTokens * hidden, 1.0), perToken, ids,
                 new float[] {0.1f, 0.2f, 0.3f, 0.4f});
 
-        float[] out = compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
+        float[] out = compute(computer(VectorPanelKernels.INSTANCE), byId, call);
 
         assertClose("all tokens to expert 0", out, oracle(byId, call), hidden);
     }
@@ -276,7 +292,7 @@ class ExpertComputerTest {
         Call call = new Call(2, hidden, randomArray(rnd, 2 * hidden, 1.0), new int[] {1, 2}, new int[] {0, 0, 1},
                 new float[] {0f, 0.5f, 0f});
 
-        float[] out = compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
+        float[] out = compute(computer(VectorPanelKernels.INSTANCE), byId, call);
 
         assertThat(Arrays.copyOfRange(out, 0, hidden)).containsOnly(0f);
         double[] y = byId[0].forward(call.x(), hidden);
@@ -294,8 +310,8 @@ class ExpertComputerTest {
         Expert[] byId = randomShard(rnd, hosted, hidden, 19);
         Call call = randomCall(rnd, 25, hidden, hosted);
 
-        float[] vector = compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
-        float[] scalar = compute(new ExpertComputer(ScalarKernels.INSTANCE), byId, call);
+        float[] vector = compute(computer(VectorPanelKernels.INSTANCE), byId, call);
+        float[] scalar = compute(computer(ScalarPanelKernels.INSTANCE), byId, call);
 
         double[] scalarAsDouble = new double[scalar.length];
         for (int i = 0; i < scalar.length; i++) {
@@ -316,7 +332,7 @@ class ExpertComputerTest {
         int[] ids = call.expertIds().clone();
         float[] w = call.weights().clone();
 
-        compute(new ExpertComputer(VectorKernels.INSTANCE), byId, call);
+        compute(computer(VectorPanelKernels.INSTANCE), byId, call);
 
         assertThat(call.x()).isEqualTo(x);
         assertThat(call.expertIds()).isEqualTo(ids);

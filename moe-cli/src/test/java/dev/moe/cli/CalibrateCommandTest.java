@@ -1,0 +1,162 @@
+package dev.moe.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+
+import dev.moe.core.checkpoint.Checkpoint;
+import dev.moe.core.checkpoint.DType;
+import dev.moe.core.checkpoint.SafetensorsWriter;
+import dev.moe.core.checkpoint.SyntheticCheckpoint;
+import dev.moe.core.config.ModelFamily;
+import dev.moe.core.sparsity.Calibrator;
+import dev.moe.core.sparsity.SparsityProfile;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** {@code moe calibrate} as a user runs it: exit codes, the file it writes, the summary, one-line errors. */
+class CalibrateCommandTest {
+    @TempDir
+    static Path models;
+    @TempDir
+    Path dir;
+    private static Path model;
+    private final ByteArrayOutputStream err = new ByteArrayOutputStream();
+    private final ByteArrayOutputStream out = new ByteArrayOutputStream();
+    private PrintStream originalErr;
+    private PrintStream originalOut;
+
+    @BeforeAll
+    static void writeModel() throws Exception {
+        model = models.resolve("qwen3");
+        SyntheticCheckpoint.write(model, new SyntheticCheckpoint.Spec(ModelFamily.QWEN3_MOE, 64, 2, 8, 2, 48, 0, 1, 1,
+                true, DType.BF16, 2, 3), SyntheticCheckpoint.SILENT);
+    }
+
+    @BeforeEach
+    void captureOutput() {
+        originalErr = System.err;
+        originalOut = System.out;
+        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+    }
+
+    @AfterEach
+    void restoreOutput() {
+        System.setErr(originalErr);
+        System.setOut(originalOut);
+    }
+
+    private String stderr() {
+        return err.toString(StandardCharsets.UTF_8);
+    }
+
+    private String stdout() {
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void writesThresholdsForTheCheckpointAndPrintsASummary() throws Exception {
+        Path file = dir.resolve("thresholds.json");
+        int code = MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--out",
+                file.toString(), "--tokens", "1024", "--seed", "7");
+        assertThat(code).as(stderr()).isZero();
+        SparsityProfile profile = SparsityProfile.read(file);
+        try (Checkpoint checkpoint = Checkpoint.open(model)) {
+            assertThat(profile.modelFingerprint()).isEqualTo(checkpoint.fingerprint());
+        }
+        assertThat(profile.modelType()).isEqualTo("qwen3_moe");
+        assertThat(profile.targetSparsity()).isEqualTo(0.5);
+        assertThat(profile.modeCentering()).isFalse();
+        assertThat(profile.calibration()).isEqualTo(new SparsityProfile.Calibration(Calibrator.SYNTHETIC_SOURCE,
+                1024, 7L));
+        assertThat(profile.layers().keySet()).containsExactly(0, 1);
+        for (int layer = 0; layer < 2; layer++) {
+            long pairs = 0;
+            for (int e = 0; e < 8; e++) {
+                pairs += profile.expert(layer, e).gateUp().tokens();
+                assertThat(profile.thresholds(layer, e).gateUpMode()).isZero();
+            }
+            assertThat(pairs).isEqualTo(2 * 1024);
+        }
+        String printed = stdout();
+        assertThat(printed)
+                .contains("calibrated qwen3_moe " + profile.modelFingerprint() + ": 2 MoE layers x 8 experts,"
+                        + " target sparsity 0.500, mode centering off")
+                .contains("inputs: synthetic gaussian hidden states (no activations file given), 1024 tokens per layer,"
+                        + " seed 7")
+                .contains("experts that received tokens: 16 of 16")
+                .contains("wrote " + file);
+        // the counted calibration-set sparsity is printed and is near the target
+        String line = printed.lines().filter(l -> l.startsWith("achieved sparsity on the calibration set (counted)"))
+                .findFirst().orElseThrow();
+        String[] parts = line.replaceAll(".*gate_up ([0-9.]+), down ([0-9.]+)$", "$1 $2").split(" ");
+        assertThat(Double.parseDouble(parts[0])).isCloseTo(0.5, within(0.01));
+        assertThat(Double.parseDouble(parts[1])).isCloseTo(0.5, within(0.01));
+        assertThat(printed.lines().filter(l -> l.matches("^[01]\\s+1024\\s+8/8\\s.*"))).hasSize(2);
+        assertThat(stderr()).contains("calibrating [").contains("100%")
+                .contains("calibrating on synthetic Gaussian hidden states");
+    }
+
+    @Test
+    void calibratesFromAnActivationsFileWithModeCentering() throws Exception {
+        SplittableRandom r = new SplittableRandom(5);
+        float[] rows = new float[300 * 64];
+        for (int i = 0; i < rows.length; i++) {
+            rows[i] = (float) r.nextGaussian();
+        }
+        Path acts = dir.resolve("acts.safetensors");
+        new SafetensorsWriter().addF32("hidden_states", new long[] {300, 64}, rows).write(acts);
+        Path file = dir.resolve("t.json");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.7", "--mode-centering",
+                "--activations", acts.toString(), "--out", file.toString(), "--skip-measure")).as(stderr()).isZero();
+        SparsityProfile profile = SparsityProfile.read(file);
+        assertThat(profile.modeCentering()).isTrue();
+        assertThat(profile.targetSparsity()).isEqualTo(0.7);
+        assertThat(profile.calibration()).isEqualTo(new SparsityProfile.Calibration("file acts.safetensors", 300, null));
+        assertThat(stdout()).contains("achieved sparsity on the calibration set (histogram estimate): gate_up 0.7000,"
+                + " down 0.7000");
+    }
+
+    @Test
+    void badUsageAndBadInputExitWithTwoAndOneLine() throws Exception {
+        Path file = dir.resolve("x.json");
+        assertThat(MoeCli.run("calibrate", "--target-sparsity", "0.5", "--out", file.toString())).isEqualTo(2);
+        assertThat(stderr()).contains("Missing required option: '--model=<model>'");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "1.5", "--out",
+                file.toString())).isEqualTo(2);
+        assertThat(stderr()).contains("moe: --target-sparsity must be in [0, 1), got 1.5");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "-0.1", "--out",
+                file.toString())).isEqualTo(2);
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "half", "--out",
+                file.toString())).isEqualTo(2);
+        assertThat(MoeCli.run("calibrate", "--model", dir.resolve("nope").toString(), "--target-sparsity", "0.5",
+                "--out", file.toString())).isEqualTo(2);
+        assertThat(stderr()).contains("is not a directory");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--out",
+                file.toString(), "--tokens", "0")).isEqualTo(2);
+        assertThat(stderr()).contains("moe: --tokens must be >= 1, got 0");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--out",
+                file.toString(), "--activations", dir.resolve("missing.safetensors").toString())).isEqualTo(2);
+        assertThat(stderr()).contains("missing.safetensors is not a file");
+        Path wrongWidth = dir.resolve("w.safetensors");
+        new SafetensorsWriter().addF32("hidden_states", new long[] {2, 32}, new float[64]).write(wrongWidth);
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--out",
+                file.toString(), "--activations", wrongWidth.toString())).isEqualTo(2);
+        assertThat(stderr()).contains("hidden_states must be [tokens >= 1, 64] (the model's hidden size), got [2, 32]");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--out",
+                dir.toString())).isEqualTo(2);
+        assertThat(stderr()).contains("is a directory");
+        assertThat(Files.exists(file)).isFalse();
+        // every error is one line starting with "moe: " (picocli's own usage errors aside)
+        assertThat(stderr().lines().filter(l -> l.startsWith("moe: ")).count()).isGreaterThanOrEqualTo(7);
+    }
+}
