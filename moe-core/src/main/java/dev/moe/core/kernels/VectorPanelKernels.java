@@ -8,7 +8,8 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * Vector API panel kernels. One 64-wide panel row is eight 8-lane vectors; each token keeps its eight accumulators in
  * registers for the whole pass over the active rows (register blocking: one load and store of the accumulators per
- * panel, not per row), and two tokens share every weight load and conversion. 256-bit vectors: full-rate FMA on every
+ * panel, not per row). Float32 weights feed two tokens per weight load; narrow weights are widened in registers for a
+ * single token, and widened once per call into a float32 copy of the active rows for a batch. 256-bit vectors: full-rate FMA on every
  * x86 with AVX2 (Zen 4 splits 512-bit ones), and the same code shape on AVX-512 machines.
  */
 public final class VectorPanelKernels implements PanelKernels {
@@ -26,20 +27,79 @@ public final class VectorPanelKernels implements PanelKernels {
     @Override
     public void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride, int numTokens,
                            float[] out) {
+        int rowBase = panel * m.rows;
+        if (m.type != WeightType.F32 && numTokens == 1) {
+            // Decode: widen in registers, straight into the FMAs; the weights are read exactly once.
+            if (m.type == WeightType.BF16) {
+                bf16One(m.bf16, rowBase, rows, numRows, a, 0, out, 0);
+            } else {
+                i8One(m.i8, m.scales, rowBase, rows, numRows, a, 0, out, 0);
+            }
+            return;
+        }
+        java.util.Arrays.fill(out, 0, numTokens * W, 0f);
+        if (m.type == WeightType.F32) {
+            f32(m.f32, rowBase, rows, rows, 0, numRows, a, aStride, numTokens, out);
+            return;
+        }
+        // Batches of narrow weights: widen ROW_BLOCK active rows at a time into an L1-resident float32 copy and run
+        // every token pair over it, so each weight is read from memory and converted once per call, not per token.
+        float[] scratch = SCRATCH.get();
+        for (int from = 0; from < numRows; from += ROW_BLOCK) {
+            int count = Math.min(ROW_BLOCK, numRows - from);
+            if (m.type == WeightType.BF16) {
+                widenBf16(m.bf16, rowBase, rows, from, count, scratch);
+            } else {
+                widenI8(m.i8, m.scales, rowBase, rows, from, count, scratch);
+            }
+            f32(scratch, 0, IDENTITY, rows, from, count, a, aStride, numTokens, out);
+        }
+    }
+
+    /** Rows widened per step of a batch: 32 rows × 64 floats = 8 KiB, which stays in L1 beside the streaming weights. */
+    private static final int ROW_BLOCK = 32;
+    private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[ROW_BLOCK * W]);
+    private static final int[] IDENTITY = java.util.stream.IntStream.range(0, ROW_BLOCK).toArray();
+
+    /**
+     * Float32 weights, accumulating into {@code out}: token pairs, then the odd token. Weight row {@code wRows[k]} meets
+     * activation channel {@code aRows[aFrom + k]}, k in [0, count).
+     */
+    private static void f32(float[] w, int rowBase, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
+                            int aStride, int numTokens, float[] out) {
         int t = 0;
         for (; t + 1 < numTokens; t += 2) {
-            switch (m.type) {
-                case F32 -> f32Two(m.f32, panel * m.rows, rows, numRows, a, t * aStride, (t + 1) * aStride, out, t * W);
-                case BF16 -> bf16Two(m.bf16, panel * m.rows, rows, numRows, a, t * aStride, (t + 1) * aStride, out, t * W);
-                case INT8 -> i8Two(m.i8, m.scales, panel * m.rows, rows, numRows, a, t * aStride, (t + 1) * aStride, out,
-                        t * W);
+            f32Two(w, rowBase, wRows, aRows, aFrom, count, a, t * aStride, (t + 1) * aStride, out, t * W);
+        }
+        if (t < numTokens) {
+            f32One(w, rowBase, wRows, aRows, aFrom, count, a, t * aStride, out, t * W);
+        }
+    }
+
+    private static void widenBf16(int[] w, int rowBase, int[] rows, int from, int count, float[] scratch) {
+        for (int k = 0; k < count; k++) {
+            int i = (rowBase + rows[from + k]) * (W / 2);
+            int o = k * W;
+            for (int c = 0; c < W / 2; c += 8) {
+                IntVector v = IntVector.fromArray(I, w, i + c);
+                low(v).intoArray(scratch, o + 2 * c);
+                high(v).intoArray(scratch, o + 2 * c + 8);
             }
         }
-        if (t < numTokens) { // odd token out
-            switch (m.type) {
-                case F32 -> f32One(m.f32, panel * m.rows, rows, numRows, a, t * aStride, out, t * W);
-                case BF16 -> bf16One(m.bf16, panel * m.rows, rows, numRows, a, t * aStride, out, t * W);
-                case INT8 -> i8One(m.i8, m.scales, panel * m.rows, rows, numRows, a, t * aStride, out, t * W);
+    }
+
+    private static void widenI8(int[] w, float[] scales, int rowBase, int[] rows, int from, int count,
+                                float[] scratch) {
+        for (int k = 0; k < count; k++) {
+            int e = (rowBase + rows[from + k]) * W;
+            int o = k * W;
+            for (int c = 0; c < W; c += PanelMatrix.BLOCK) {
+                FloatVector s = FloatVector.broadcast(F, scales[(e + c) >>> 5]);
+                IntVector v = IntVector.fromArray(I, w, (e + c) >>> 2);
+                byte0(v).mul(s).intoArray(scratch, o + c);
+                byte1(v).mul(s).intoArray(scratch, o + c + 8);
+                byte2(v).mul(s).intoArray(scratch, o + c + 16);
+                byte3(v).mul(s).intoArray(scratch, o + c + 24);
             }
         }
     }
@@ -77,13 +137,14 @@ public final class VectorPanelKernels implements PanelKernels {
 
     // ---- F32 ----
 
-    private static void f32One(float[] w, int rowBase, int[] rows, int numRows, float[] a, int aOff, float[] out,
-                               int outOff) {
-        FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-        for (int k = 0; k < numRows; k++) {
-            int r = rows[k];
-            FloatVector x = FloatVector.broadcast(F, a[aOff + r]);
-            int i = (rowBase + r) * W;
+    private static void f32One(float[] w, int rowBase, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
+                               int aOff, float[] out, int outOff) {
+        FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
+        FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
+        FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
+        for (int k = 0; k < count; k++) {
+            FloatVector x = FloatVector.broadcast(F, a[aOff + aRows[aFrom + k]]);
+            int i = (rowBase + wRows[k]) * W;
             c0 = FloatVector.fromArray(F, w, i).fma(x, c0);
             c1 = FloatVector.fromArray(F, w, i + 8).fma(x, c1);
             c2 = FloatVector.fromArray(F, w, i + 16).fma(x, c2);
@@ -96,15 +157,19 @@ public final class VectorPanelKernels implements PanelKernels {
         store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
     }
 
-    private static void f32Two(float[] w, int rowBase, int[] rows, int numRows, float[] a, int aOff0, int aOff1,
-                               float[] out, int outOff) {
-        FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-        FloatVector d0 = c0, d1 = c0, d2 = c0, d3 = c0, d4 = c0, d5 = c0, d6 = c0, d7 = c0;
-        for (int k = 0; k < numRows; k++) {
-            int r = rows[k];
+    private static void f32Two(float[] w, int rowBase, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
+                               int aOff0, int aOff1, float[] out, int outOff) {
+        FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
+        FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
+        FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
+        int o = outOff + W;
+        FloatVector d0 = load(out, o), d1 = load(out, o + 8), d2 = load(out, o + 16), d3 = load(out, o + 24);
+        FloatVector d4 = load(out, o + 32), d5 = load(out, o + 40), d6 = load(out, o + 48), d7 = load(out, o + 56);
+        for (int k = 0; k < count; k++) {
+            int r = aRows[aFrom + k];
             FloatVector x = FloatVector.broadcast(F, a[aOff0 + r]);
             FloatVector y = FloatVector.broadcast(F, a[aOff1 + r]);
-            int i = (rowBase + r) * W;
+            int i = (rowBase + wRows[k]) * W;
             FloatVector v;
             v = FloatVector.fromArray(F, w, i); c0 = v.fma(x, c0); d0 = v.fma(y, d0);
             v = FloatVector.fromArray(F, w, i + 8); c1 = v.fma(x, c1); d1 = v.fma(y, d1);
@@ -137,31 +202,6 @@ public final class VectorPanelKernels implements PanelKernels {
         store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
     }
 
-    private static void bf16Two(int[] w, int rowBase, int[] rows, int numRows, float[] a, int aOff0, int aOff1,
-                                float[] out, int outOff) {
-        FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-        FloatVector d0 = c0, d1 = c0, d2 = c0, d3 = c0, d4 = c0, d5 = c0, d6 = c0, d7 = c0;
-        for (int k = 0; k < numRows; k++) {
-            int r = rows[k];
-            FloatVector x = FloatVector.broadcast(F, a[aOff0 + r]);
-            FloatVector y = FloatVector.broadcast(F, a[aOff1 + r]);
-            int i = (rowBase + r) * (W / 2);
-            IntVector v;
-            FloatVector lo;
-            FloatVector hi;
-            v = IntVector.fromArray(I, w, i); lo = low(v); hi = high(v);
-            c0 = lo.fma(x, c0); d0 = lo.fma(y, d0); c1 = hi.fma(x, c1); d1 = hi.fma(y, d1);
-            v = IntVector.fromArray(I, w, i + 8); lo = low(v); hi = high(v);
-            c2 = lo.fma(x, c2); d2 = lo.fma(y, d2); c3 = hi.fma(x, c3); d3 = hi.fma(y, d3);
-            v = IntVector.fromArray(I, w, i + 16); lo = low(v); hi = high(v);
-            c4 = lo.fma(x, c4); d4 = lo.fma(y, d4); c5 = hi.fma(x, c5); d5 = hi.fma(y, d5);
-            v = IntVector.fromArray(I, w, i + 24); lo = low(v); hi = high(v);
-            c6 = lo.fma(x, c6); d6 = lo.fma(y, d6); c7 = hi.fma(x, c7); d7 = hi.fma(y, d7);
-        }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
-        store(out, outOff + W, d0, d1, d2, d3, d4, d5, d6, d7);
-    }
-
     // ---- INT8: the block scale is folded into the broadcast activation (a·scale), two blocks per row ----
 
     private static void i8One(int[] w, float[] scales, int rowBase, int[] rows, int numRows, float[] a, int aOff,
@@ -187,35 +227,8 @@ public final class VectorPanelKernels implements PanelKernels {
         store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
     }
 
-    private static void i8Two(int[] w, float[] scales, int rowBase, int[] rows, int numRows, float[] a, int aOff0,
-                              int aOff1, float[] out, int outOff) {
-        FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-        FloatVector d0 = c0, d1 = c0, d2 = c0, d3 = c0, d4 = c0, d5 = c0, d6 = c0, d7 = c0;
-        for (int k = 0; k < numRows; k++) {
-            int r = rows[k];
-            int e = (rowBase + r) * W;
-            float s0 = scales[e >>> 5];
-            float s1 = scales[(e >>> 5) + 1];
-            float av = a[aOff0 + r];
-            float bv = a[aOff1 + r];
-            FloatVector x0 = FloatVector.broadcast(F, av * s0);
-            FloatVector x1 = FloatVector.broadcast(F, av * s1);
-            FloatVector y0 = FloatVector.broadcast(F, bv * s0);
-            FloatVector y1 = FloatVector.broadcast(F, bv * s1);
-            IntVector v = IntVector.fromArray(I, w, e >>> 2);
-            FloatVector q;
-            q = byte0(v); c0 = q.fma(x0, c0); d0 = q.fma(y0, d0);
-            q = byte1(v); c1 = q.fma(x0, c1); d1 = q.fma(y0, d1);
-            q = byte2(v); c2 = q.fma(x0, c2); d2 = q.fma(y0, d2);
-            q = byte3(v); c3 = q.fma(x0, c3); d3 = q.fma(y0, d3);
-            v = IntVector.fromArray(I, w, (e >>> 2) + 8);
-            q = byte0(v); c4 = q.fma(x1, c4); d4 = q.fma(y1, d4);
-            q = byte1(v); c5 = q.fma(x1, c5); d5 = q.fma(y1, d5);
-            q = byte2(v); c6 = q.fma(x1, c6); d6 = q.fma(y1, d6);
-            q = byte3(v); c7 = q.fma(x1, c7); d7 = q.fma(y1, d7);
-        }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
-        store(out, outOff + W, d0, d1, d2, d3, d4, d5, d6, d7);
+    private static FloatVector load(float[] out, int off) {
+        return FloatVector.fromArray(F, out, off);
     }
 
     private static void store(float[] out, int off, FloatVector c0, FloatVector c1, FloatVector c2, FloatVector c3,
