@@ -32,12 +32,23 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         serverId = serverId == null || serverId.isBlank() ? "expert-" + serverIndex : serverId;
         maxTokensPerCall = maxTokensPerCall == null ? 65536 : maxTokensPerCall;
         weights = weights == null ? WeightType.BF16 : weights;
-        sparseCrossover = sparseCrossover == null ? DEFAULT_SPARSE_CROSSOVER : sparseCrossover;
+        sparseCrossover = sparseCrossover == null ? defaultSparseCrossover(weights) : sparseCrossover;
         kernelThreads = kernelThreads == null ? Runtime.getRuntime().availableProcessors() : kernelThreads;
     }
 
-    /** Above this union density skipping rows saves too little to pay for pruning's approximation. */
-    public static final double DEFAULT_SPARSE_CROSSOVER = 0.75;
+    /**
+     * Union density of active input channels below which the sparse path beats the dense one, measured with
+     * {@code bin/moe bench kernel} on the 2-core reference machine: skipping rows breaks the weight stream into
+     * short runs that read far below streaming bandwidth, so it pays only when few rows remain — sooner for wide
+     * float32 rows than for bf16 and int8 ones (see README, "Measured").
+     */
+    public static double defaultSparseCrossover(WeightType weights) {
+        return switch (weights) {
+            case F32 -> 0.5;
+            case BF16 -> 0.2;
+            case INT8 -> 0.1;
+        };
+    }
 
     /** The experts this server hosts, ascending. */
     public int[] hostedExperts(int numExperts) {

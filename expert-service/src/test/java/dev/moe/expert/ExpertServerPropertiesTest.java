@@ -31,7 +31,7 @@ class ExpertServerPropertiesTest {
         assertThat(p.hostedExperts(8)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
         assertThat(p.weights()).isEqualTo(WeightType.BF16);
         assertThat(p.sparsity()).isNull();
-        assertThat(p.sparseCrossover()).isEqualTo(ExpertServerProperties.DEFAULT_SPARSE_CROSSOVER);
+        assertThat(p.sparseCrossover()).isEqualTo(0.2); // the BF16 default
         assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
     }
 

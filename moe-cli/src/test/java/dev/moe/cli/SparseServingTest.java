@@ -39,7 +39,9 @@ class SparseServingTest {
                 "--out", thresholds.toString())).isZero();
 
         EmbeddedCluster.Options options = EmbeddedCluster.Options.of(model, 2).withProperties(RouterCalls.EXACT)
-                .withProperties(Map.of("moe.expert.sparsity", thresholds.toString()));
+                .withProperties(Map.of("moe.expert.sparsity", thresholds.toString(),
+                        // always prune: this test is about what pruning does, not whether it pays on this machine
+                        "moe.expert.sparse-crossover", "1.0"));
         try (Checkpoint checkpoint = Checkpoint.open(model); EmbeddedCluster cluster = EmbeddedCluster.start(options)) {
             MoeConfig config = MoeConfig.from(checkpoint.config()).validate();
             ManagedChannel channel = RouterCalls.channel(cluster.routerAddress());
