@@ -6,7 +6,8 @@ import picocli.CommandLine.Command;
 /** {@code bin/moe}: run a local cluster, send a forward, calibrate activation sparsity, benchmark the kernels. */
 @Command(name = "moe", mixinStandardHelpOptions = true, version = "moe-serving 0.1.0",
         description = "Serve Mixture-of-Experts models as gRPC microservices: a router and expert servers.",
-        subcommands = {LocalCommand.class, ForwardCommand.class, CalibrateCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {LocalCommand.class, ForwardCommand.class, CalibrateCommand.class,
+                dev.moe.cli.bench.BenchCommand.class, CommandLine.HelpCommand.class})
 public final class MoeCli {
 
     public static void main(String[] args) {

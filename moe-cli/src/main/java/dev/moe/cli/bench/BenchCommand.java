@@ -1,0 +1,18 @@
+package dev.moe.cli.bench;
+
+import picocli.CommandLine.Command;
+
+/** {@code moe bench}: measurement harnesses for the expert kernels and one MoE layer (not tests: numbers). */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Benchmarks: expert FFN kernels against the machine's limits, and one MoE layer in process.",
+        subcommands = {KernelBench.class, LayerBench.class})
+public final class BenchCommand implements Runnable {
+
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "bench needs a subcommand: kernel or layer");
+    }
+}

@@ -1,0 +1,53 @@
+package dev.moe.cli.bench;
+
+import dev.moe.core.kernels.PanelKernels;
+import dev.moe.core.kernels.PanelMatrix;
+import java.util.Arrays;
+
+/**
+ * Panel "kernels" that read no weights: gate/up panels return the expert's precomputed gate·x and up·x (so the h that
+ * {@link dev.moe.core.kernels.ExpertFfn} thresholds for down has its real distribution), down panels return zeros.
+ * An {@code ExpertFfn} run on these costs everything except the weight streaming and FMAs: input preparation
+ * (thresholds, pruned copies, active-row lists), the SiLU epilogue, allocation and pool scheduling.
+ */
+final class StubKernels implements PanelKernels {
+    private static final int W = PanelMatrix.WIDTH;
+    private static final int HALF = W / 2;
+    private final int hidden;
+    private final int inter;
+    private final int gateUpPanels;
+    private volatile float[] gate; // [tokens, inter] of the expert of the current run
+    private volatile float[] up;
+
+    StubKernels(int hidden, int inter) {
+        this.hidden = hidden;
+        this.inter = inter;
+        this.gateUpPanels = (inter + HALF - 1) / HALF;
+    }
+
+    /** The pre-activations the next run's gate/up panels return (token t's row at {@code t·inter}). */
+    void use(float[] gateX, float[] upX) {
+        this.gate = gateX;
+        this.up = upX;
+    }
+
+    @Override
+    public void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride, int numTokens,
+                           float[] out) {
+        boolean isGateUp = m.rows() == hidden && m.numPanels() == gateUpPanels;
+        if (!isGateUp) {
+            Arrays.fill(out, 0, numTokens * W, 0f);
+            return;
+        }
+        float[] g = gate;
+        float[] u = up;
+        for (int t = 0; t < numTokens; t++) {
+            for (int c = 0; c < HALF; c++) {
+                int i = panel * HALF + c;
+                boolean real = i < inter;
+                out[t * W + c] = real ? g[t * inter + i] : 0f;
+                out[t * W + HALF + c] = real ? u[t * inter + i] : 0f;
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+package dev.moe.cli.bench;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.moe.cli.MoeCli;
+import dev.moe.core.oracle.ConformanceCases;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+
+/**
+ * {@code moe bench kernel|layer} on tiny shapes: the JSON lines parse, carry every documented key, and hold sane values.
+ * Nothing here asserts a time: these check the harness, not the machine.
+ */
+class BenchCommandTest {
+    private static final JsonMapper JSON = JsonMapper.builder().build();
+    /** Short everything: the numbers of these runs mean nothing, only their shape is checked. */
+    private static final String[] FAST = {"--quick", "--repeats", "2", "--min-time", "1ms", "--warmup", "5ms",
+        "--jit-warmup", "100ms", "--bw-mib", "8", "--attempts", "1"};
+    private static final List<String> KERNEL_KEYS = List.of("shape", "hidden", "intermediate", "dtype", "batch",
+            "sparsity", "threads", "ms", "ms_min", "ms_max", "repeats", "pool_experts", "weight_gbps", "bw_gbps",
+            "gflops", "gflops_executed", "peak_gflops", "speedup_vs_dense", "achieved_sparsity_x",
+            "achieved_sparsity_h", "union_density_x", "union_density_h", "sparse_path", "overhead_ms", "mask_ms",
+            "kernel_ms", "mask_fraction");
+    private static final List<String> LAYER_KEYS = List.of("shape", "dtype", "sparsity", "batch", "threads", "ms",
+            "tokens_per_s", "gate_ms", "dispatch_ms", "experts_ms", "combine_ms", "shared_ms", "experts_active",
+            "tokens_per_expert", "weight_mib_per_call", "weight_gbps", "bw_gbps", "achieved_sparsity_x",
+            "achieved_sparsity_h", "union_density_x", "union_density_h");
+
+    private final ByteArrayOutputStream out = new ByteArrayOutputStream();
+    private final ByteArrayOutputStream err = new ByteArrayOutputStream();
+    private PrintStream originalOut;
+    private PrintStream originalErr;
+
+    @BeforeEach
+    void capture() {
+        originalOut = System.out;
+        originalErr = System.err;
+        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+    }
+
+    @AfterEach
+    void restore() {
+        System.setOut(originalOut);
+        System.setErr(originalErr);
+    }
+
+    private int run(String... args) {
+        List<String> all = new ArrayList<>(List.of(args));
+        if (args.length > 1) {
+            all.addAll(List.of(FAST));
+        }
+        return MoeCli.run(all.toArray(String[]::new));
+    }
+
+    private List<JsonNode> jsonLines() {
+        List<JsonNode> lines = new ArrayList<>();
+        for (String line : out.toString(StandardCharsets.UTF_8).split("\n")) {
+            if (!line.isBlank()) {
+                lines.add(JSON.readTree(line));
+            }
+        }
+        return lines;
+    }
+
+    @Test
+    void kernelQuickOnATinyShapeWritesOneSaneJsonLinePerConfiguration() {
+        int code = run("bench", "kernel", "--shape-override", "64x96", "--pool-mib", "1", "--dtypes", "f32,bf16,int8",
+                "--batch", "1,3", "--sparsity", "0,0.5", "--threads", "1,2");
+        String stderr = err.toString(StandardCharsets.UTF_8);
+        assertThat(code).as(stderr).isZero();
+        List<JsonNode> lines = jsonLines();
+        assertThat(lines).hasSize(3 * 2 * 2 * 2);
+        Set<String> configs = new HashSet<>();
+        for (JsonNode row : lines) {
+            for (String key : KERNEL_KEYS) {
+                assertThat(row.has(key)).as("key %s in %s", key, row).isTrue();
+            }
+            configs.add(row.get("dtype").asString() + "/" + row.get("batch").asInt() + "/"
+                    + row.get("sparsity").asDouble() + "/" + row.get("threads").asInt());
+            assertThat(row.get("shape").asString()).isEqualTo("64x96");
+            assertThat(row.get("ms").asDouble()).as("%s", row).isPositive();
+            assertThat(row.get("ms_min").asDouble()).isLessThanOrEqualTo(row.get("ms").asDouble());
+            assertThat(row.get("ms_max").asDouble()).isGreaterThanOrEqualTo(row.get("ms").asDouble());
+            assertThat(row.get("weight_gbps").asDouble()).isPositive();
+            assertThat(row.get("bw_gbps").asDouble()).isPositive();
+            assertThat(row.get("gflops").asDouble()).isPositive();
+            assertThat(row.get("peak_gflops").asDouble()).isPositive();
+            assertThat(row.get("pool_experts").asInt()).isGreaterThan(1); // several experts rotated
+            assertThat(row.get("overhead_ms").asDouble()).isGreaterThanOrEqualTo(0);
+            assertThat(row.get("mask_ms").asDouble()).isGreaterThanOrEqualTo(0);
+            double ux = row.get("union_density_x").asDouble();
+            double uh = row.get("union_density_h").asDouble();
+            if (row.get("sparsity").asDouble() == 0.0) {
+                assertThat(row.get("speedup_vs_dense").asDouble()).isEqualTo(1.0);
+                assertThat(row.get("sparse_path").asBoolean()).isFalse();
+                assertThat(row.get("achieved_sparsity_x").asDouble()).isZero();
+                assertThat(row.get("achieved_sparsity_h").asDouble()).isZero();
+                assertThat(ux).isEqualTo(1.0);
+                assertThat(uh).isEqualTo(1.0);
+                assertThat(row.get("mask_ms").asDouble()).isZero();
+            } else {
+                assertThat(row.get("sparse_path").asBoolean()).isTrue();
+                assertThat(row.get("speedup_vs_dense").asDouble()).isPositive();
+                // x's threshold is the batch's own quantile: exactly half pruned.
+                assertThat(row.get("achieved_sparsity_x").asDouble()).isCloseTo(0.5, org.assertj.core.data.Offset
+                        .offset(0.02));
+                // h's comes from float32 weights; the packed (bf16/int8) ones give a slightly different h.
+                assertThat(row.get("achieved_sparsity_h").asDouble()).isBetween(0.3, 0.7);
+                assertThat(ux).isBetween(0.0, 1.0);
+                assertThat(uh).isBetween(0.0, 1.0);
+                if (row.get("batch").asInt() == 1) {
+                    assertThat(ux).isCloseTo(1 - row.get("achieved_sparsity_x").asDouble(),
+                            org.assertj.core.data.Offset.offset(1e-3));
+                } else {
+                    // The union of the batch's active channels is at least as dense as one token's.
+                    assertThat(ux).isGreaterThanOrEqualTo(0.5 - 1e-3);
+                }
+            }
+        }
+        assertThat(configs).hasSize(lines.size());
+        assertThat(stderr).contains("GFLOP/s").contains("targets").contains("read bandwidth");
+    }
+
+    @Test
+    void layerQuickOnATinySyntheticShapeReportsThroughputAndPhases() {
+        int code = run("bench", "layer", "--synthetic", "16x4x64x96", "--batch", "1,8", "--dtype", "bf16,int8",
+                "--sparsity", "0,0.5", "--threads", "2");
+        String stderr = err.toString(StandardCharsets.UTF_8);
+        assertThat(code).as(stderr).isZero();
+        List<JsonNode> lines = jsonLines();
+        assertThat(lines).hasSize(2 * 2 * 2);
+        for (JsonNode row : lines) {
+            for (String key : LAYER_KEYS) {
+                assertThat(row.has(key)).as("key %s in %s", key, row).isTrue();
+            }
+            int batch = row.get("batch").asInt();
+            double ms = row.get("ms").asDouble();
+            assertThat(ms).isPositive();
+            assertThat(row.get("tokens_per_s").asDouble()).isPositive();
+            for (String phase : List.of("gate_ms", "dispatch_ms", "experts_ms", "combine_ms", "shared_ms")) {
+                assertThat(row.get(phase).asDouble()).as(phase).isGreaterThanOrEqualTo(0);
+            }
+            assertThat(row.get("experts_ms").asDouble()).isPositive();
+            assertThat(row.get("num_experts").asInt()).isEqualTo(16);
+            assertThat(row.get("top_k").asInt()).isEqualTo(4);
+            double active = row.get("experts_active").asDouble();
+            if (batch == 1) {
+                assertThat(active).isEqualTo(4.0); // top-4 distinct experts of one token
+                assertThat(row.get("tokens_per_expert").asDouble()).isEqualTo(1.0);
+            } else {
+                assertThat(active).isBetween(4.0, 16.0);
+                assertThat(row.get("tokens_per_expert").asDouble() * active).isCloseTo(batch * 4.0,
+                        org.assertj.core.data.Offset.offset(1e-6 + 0.01 * batch * 4));
+            }
+            assertThat(row.get("weight_mib_per_call").asDouble()).isPositive();
+            if (row.get("sparsity").asDouble() == 0.0) {
+                assertThat(row.get("union_density_x").asDouble()).isEqualTo(1.0);
+                assertThat(row.get("achieved_sparsity_x").asDouble()).isZero();
+            } else if (batch == 1) {
+                assertThat(row.get("achieved_sparsity_x").asDouble()).isBetween(0.3, 0.7);
+                assertThat(row.get("union_density_x").asDouble()).isLessThan(1.0);
+            }
+        }
+        assertThat(stderr).contains("tokens/s").contains("dispatch");
+    }
+
+    @Test
+    void layerFromACheckpointUsesItsGateBiasAndSharedExpert() {
+        String model = ConformanceCases.dir("deepseek-v3-tiny").toString();
+        int code = run("bench", "layer", "--model", model, "--batch", "1,4", "--dtype", "bf16", "--sparsity", "0,0.5");
+        String stderr = err.toString(StandardCharsets.UTF_8);
+        assertThat(code).as(stderr).isZero();
+        List<JsonNode> lines = jsonLines();
+        assertThat(lines).hasSize(2 * 2);
+        for (JsonNode row : lines) {
+            for (String key : LAYER_KEYS) {
+                assertThat(row.has(key)).as("key %s in %s", key, row).isTrue();
+            }
+            assertThat(row.get("shape").asString()).isEqualTo("deepseek_v3");
+            assertThat(row.get("source").asString()).isEqualTo(model);
+            assertThat(row.get("layer").asInt()).isEqualTo(1); // layer 0 is dense (first_k_dense_replace)
+            assertThat(row.get("ms").asDouble()).isPositive();
+            if (row.get("batch").asInt() == 1) {
+                assertThat(row.get("experts_active").asDouble()).isEqualTo(4.0);
+            }
+        }
+    }
+
+    @Test
+    void badUsageIsExitCodeTwo() {
+        assertThat(run("bench", "layer")).isEqualTo(2);
+        assertThat(run("bench", "kernel", "--sparsity", "1.5")).isEqualTo(2);
+        assertThat(run("bench", "kernel", "--shapes", "no-such-model")).isEqualTo(2);
+        assertThat(run("bench", "layer", "--synthetic", "4x8x64x96")).isEqualTo(2); // top-8 of 4 experts
+        assertThat(out.toString(StandardCharsets.UTF_8)).isEmpty();
+    }
+}
