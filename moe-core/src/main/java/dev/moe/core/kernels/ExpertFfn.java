@@ -17,6 +17,8 @@ public final class ExpertFfn {
     private static final int W = PanelMatrix.WIDTH;
     private static final int HALF = PackedExpert.HALF;
     private static final ConcurrentHashMap<Integer, int[]> ALL_ROWS = new ConcurrentHashMap<>();
+    /** Per-thread panel outputs, reused across calls: big batches would otherwise churn the young generation. */
+    private static final ThreadLocal<float[]> PANEL_OUT = ThreadLocal.withInitial(() -> new float[0]);
 
     private final PanelKernels kernels;
     private final KernelPool pool;
@@ -145,7 +147,7 @@ public final class ExpertFfn {
     private void gateUpPanel(Work item, Input in, int panel, float[] hidden) {
         PackedExpert e = item.expert();
         int n = item.numTokens();
-        float[] out = new float[n * W];
+        float[] out = panelOut(n);
         kernels.accumulate(e.gateUp, panel, in.rows(), in.numRows(), in.activations(), in.stride(), n, out);
         int inter = e.intermediateSize;
         for (int c = 0; c < HALF; c++) {
@@ -167,7 +169,7 @@ public final class ExpertFfn {
     private void downPanel(Work item, Input in, int panel) {
         PackedExpert e = item.expert();
         int n = item.numTokens();
-        float[] out = new float[n * W];
+        float[] out = panelOut(n);
         kernels.accumulate(e.down, panel, in.rows(), in.numRows(), in.activations(), in.stride(), n, out);
         int hiddenSize = e.hiddenSize;
         int columns = Math.min(W, hiddenSize - panel * W);
@@ -177,6 +179,15 @@ public final class ExpertFfn {
                 item.y()[row + c] = out[t * W + c] + in.mode() * e.downRowSums[panel * W + c];
             }
         }
+    }
+
+    private static float[] panelOut(int numTokens) {
+        float[] out = PANEL_OUT.get();
+        if (out.length < numTokens * W) {
+            out = new float[numTokens * W];
+            PANEL_OUT.set(out);
+        }
+        return out;
     }
 
     private static int find(int[] starts, int unit) {
