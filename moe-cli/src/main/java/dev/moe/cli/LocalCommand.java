@@ -203,8 +203,11 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
         long[][] load = new long[layers.size()][d.getNumExperts()];
         SplittableRandom random = new SplittableRandom(7);
         float[] x = new float[demoTokens * hidden];
-        // Warm-up call (JIT, connections), not counted.
-        client.blocking().forward(request(layers.getFirst(), x, hidden, random));
+        // Warm-up (JIT compilation, connections), not counted: for a second, at least 10 calls.
+        long warmUntil = System.nanoTime() + 1_000_000_000L;
+        for (int w = 0; w < 10 || System.nanoTime() < warmUntil; w++) {
+            client.blocking().forward(request(layers.get(w % layers.size()), x, hidden, random));
+        }
         long tokens = 0;
         long start = System.nanoTime();
         for (int r = 0; r < demoRequests; r++) {
