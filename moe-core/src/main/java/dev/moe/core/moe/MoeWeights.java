@@ -48,24 +48,21 @@ public final class MoeWeights {
         return new RouterLayer(layer, config.numExperts(), hidden, routerWeight, bias, shared, sharedGate);
     }
 
-    /** One routed expert of one MoE layer. */
+    /** One routed expert of one MoE layer, float32. */
     public static SwiGluExpert loadExpert(Checkpoint checkpoint, MoeConfig config, int layer, int expert) {
-        requireMoeLayer(config, layer);
-        if (expert < 0 || expert >= config.numExperts()) {
-            throw new CheckpointException("expert " + expert + " is not in [0, " + config.numExperts() + ")");
-        }
-        ModelFamily family = config.family();
-        int hidden = config.hiddenSize();
-        int inter = config.moeIntermediateSize();
-        return new SwiGluExpert(hidden, inter,
-                checkpoint.readMatrix(family.expertGateProj(layer, expert), inter, hidden),
-                checkpoint.readMatrix(family.expertUpProj(layer, expert), inter, hidden),
-                checkpoint.readMatrix(family.expertDownProj(layer, expert), hidden, inter));
+        float[][] w = readExpert(checkpoint, config, layer, expert);
+        return new SwiGluExpert(config.hiddenSize(), config.moeIntermediateSize(), w[0], w[1], w[2]);
     }
 
     /** One routed expert packed for the FFN kernels in {@code type} (weights widened to float32 first, then narrowed). */
     public static PackedExpert loadPackedExpert(Checkpoint checkpoint, MoeConfig config, int layer, int expert,
                                                 WeightType type) {
+        float[][] w = readExpert(checkpoint, config, layer, expert);
+        return PackedExpert.pack(config.hiddenSize(), config.moeIntermediateSize(), w[0], w[1], w[2], type);
+    }
+
+    /** gate_proj, up_proj {@code [inter, hidden]} and down_proj {@code [hidden, inter]} of one routed expert. */
+    private static float[][] readExpert(Checkpoint checkpoint, MoeConfig config, int layer, int expert) {
         requireMoeLayer(config, layer);
         if (expert < 0 || expert >= config.numExperts()) {
             throw new CheckpointException("expert " + expert + " is not in [0, " + config.numExperts() + ")");
@@ -73,10 +70,10 @@ public final class MoeWeights {
         ModelFamily family = config.family();
         int hidden = config.hiddenSize();
         int inter = config.moeIntermediateSize();
-        return PackedExpert.pack(hidden, inter,
+        return new float[][] {
                 checkpoint.readMatrix(family.expertGateProj(layer, expert), inter, hidden),
                 checkpoint.readMatrix(family.expertUpProj(layer, expert), inter, hidden),
-                checkpoint.readMatrix(family.expertDownProj(layer, expert), hidden, inter), type);
+                checkpoint.readMatrix(family.expertDownProj(layer, expert), hidden, inter)};
     }
 
     private static void requireMoeLayer(MoeConfig config, int layer) {
