@@ -5,6 +5,7 @@ import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.kernels.VectorKernels;
 import dev.moe.router.api.RouterErrors;
 import dev.moe.router.discovery.ExpertDirectory;
+import dev.moe.router.discovery.ExpertServerProbe;
 import dev.moe.router.discovery.StaticExpertDiscovery;
 import dev.moe.router.dispatch.ExpertChannels;
 import dev.moe.router.dispatch.ExpertDispatcher;
@@ -54,7 +55,7 @@ public class RouterConfiguration {
         if (properties.expertEndpoints().isEmpty()) {
             log.warn("moe.router.expert-endpoints is empty: no expert server will be known until one is configured");
         }
-        return new StaticExpertDiscovery(properties.expertEndpoints(), model, channels, directory);
+        return new StaticExpertDiscovery(properties.expertEndpoints(), new ExpertServerProbe(model, channels), directory);
     }
 
     @Bean
