@@ -30,7 +30,7 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         numServers = numServers == null ? 1 : numServers;
         placement = placement == null ? ExpertPlacement.Strategy.CONTIGUOUS : placement;
         serverId = serverId == null || serverId.isBlank() ? "expert-" + serverIndex : serverId;
-        maxTokensPerCall = maxTokensPerCall == null ? 65536 : maxTokensPerCall;
+        maxTokensPerCall = maxTokensPerCall == null ? 16384 : maxTokensPerCall;
         weights = weights == null ? WeightType.BF16 : weights;
         sparseCrossover = sparseCrossover == null ? defaultSparseCrossover(weights) : sparseCrossover;
         kernelThreads = kernelThreads == null ? Runtime.getRuntime().availableProcessors() : kernelThreads;

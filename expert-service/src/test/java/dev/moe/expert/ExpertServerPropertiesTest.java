@@ -27,7 +27,7 @@ class ExpertServerPropertiesTest {
         assertThat(p.placement()).isEqualTo(Strategy.CONTIGUOUS);
         assertThat(p.serverId()).isEqualTo("expert-0");
         assertThat(p.experts()).isNull();
-        assertThat(p.maxTokensPerCall()).isEqualTo(65536);
+        assertThat(p.maxTokensPerCall()).isEqualTo(16384);
         assertThat(p.hostedExperts(8)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
         assertThat(p.weights()).isEqualTo(WeightType.BF16);
         assertThat(p.sparsity()).isNull();

@@ -84,15 +84,19 @@ public final class EmbeddedCluster implements AutoCloseable {
             props.put("spring.grpc.server.port", options.routerPort());
             Service router = startRouter(options.model(), options.host(), addresses, props);
             EmbeddedCluster cluster = new EmbeddedCluster(experts, router);
-            if (!router.context().getBean(ExpertDirectory.class).awaitCoverage(Duration.ofSeconds(60))) {
+            boolean covered;
+            try {
+                covered = router.context().getBean(ExpertDirectory.class).awaitCoverage(Duration.ofSeconds(60));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                cluster.close();
+                throw new IllegalStateException("interrupted while starting the cluster", e);
+            }
+            if (!covered) {
                 cluster.close();
                 throw new IllegalStateException("the router did not find a server for every expert within 60 s");
             }
             return cluster;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            experts.forEach(Service::close);
-            throw new IllegalStateException("interrupted while starting the cluster", e);
         } catch (RuntimeException e) {
             experts.forEach(Service::close);
             throw e;

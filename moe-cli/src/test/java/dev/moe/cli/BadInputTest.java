@@ -123,6 +123,14 @@ class BadInputTest {
     }
 
     @Test
+    void finiteButOverflowingValuesAreRefused() {
+        float[] x = Arrays.copyOf(layer1.input(), 2 * 64);
+        Arrays.fill(x, 64, 128, 3e38f); // finite, but the gate's dot product overflows
+        assertStatus(RouterCalls.request(1, x, 2, 64, WireType.FLOAT32), Status.Code.INVALID_ARGUMENT)
+                .hasMessageContaining("hidden_states of token 1 overflow the router");
+    }
+
+    @Test
     void zeroTokensAreRefused() {
         ForwardRequest request = ForwardRequest.newBuilder().setLayer(1).setHiddenStates(HiddenStates.newBuilder()
                 .setElementType(ElementType.ELEMENT_TYPE_FLOAT32).setHiddenSize(64).setNumTokens(0)

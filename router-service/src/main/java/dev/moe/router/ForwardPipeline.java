@@ -66,6 +66,14 @@ public final class ForwardPipeline {
 
         // router_logits = self.gate(hidden_states); routing_weights, selected_experts = topk(...)
         RoutingDecision routing = model.route(gate, x, numTokens);
+        for (int i = 0; i < routing.routingWeights().length; i++) {
+            if (!Float.isFinite(routing.routingWeights()[i])) {
+                // Finite inputs can still overflow the gate (|x| near Float.MAX_VALUE): the client's data, not ours.
+                throw Status.INVALID_ARGUMENT.withDescription("hidden_states of token " + i / routing.topK()
+                        + " overflow the router (its gate logits are not finite): values are far outside the range"
+                        + " of hidden states").asRuntimeException();
+            }
+        }
         // Dispatch: one call per server that hosts a chosen expert.
         List<ServerBatch> batches = DispatchPlan.plan(routing, directory.table(), layerIndex);
         Deadline deadline = Deadline.after(dispatchTimeout.toNanos(), TimeUnit.NANOSECONDS);

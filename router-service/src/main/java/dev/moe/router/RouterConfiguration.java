@@ -6,6 +6,7 @@ import dev.moe.core.kernels.VectorKernels;
 import dev.moe.router.api.RouterErrors;
 import dev.moe.router.discovery.ExpertDirectory;
 import dev.moe.router.discovery.ExpertServerProbe;
+import dev.moe.router.discovery.KubernetesExpertDiscovery;
 import dev.moe.router.discovery.StaticExpertDiscovery;
 import dev.moe.router.dispatch.ExpertChannels;
 import dev.moe.router.dispatch.ExpertDispatcher;
@@ -14,6 +15,10 @@ import io.grpc.protobuf.services.HealthStatusManager;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.springframework.beans.factory.ObjectProvider;
+import io.fabric8.kubernetes.client.ConfigBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import org.springframework.boot.autoconfigure.condition.ConditionalOnProperty;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 import org.springframework.grpc.client.GrpcChannelFactory;
@@ -50,12 +55,39 @@ public class RouterConfiguration {
     }
 
     @Bean
-    StaticExpertDiscovery staticExpertDiscovery(RouterProperties properties, RouterModel model, ExpertChannels channels,
+    ExpertServerProbe expertServerProbe(RouterModel model, ExpertChannels channels) {
+        return new ExpertServerProbe(model, channels);
+    }
+
+    @Bean
+    @ConditionalOnProperty(name = "moe.router.kubernetes.enabled", havingValue = "false", matchIfMissing = true)
+    StaticExpertDiscovery staticExpertDiscovery(RouterProperties properties, ExpertServerProbe probe,
                                                 ExpertDirectory directory) {
         if (properties.expertEndpoints().isEmpty()) {
             log.warn("moe.router.expert-endpoints is empty: no expert server will be known until one is configured");
         }
-        return new StaticExpertDiscovery(properties.expertEndpoints(), new ExpertServerProbe(model, channels), directory);
+        return new StaticExpertDiscovery(properties.expertEndpoints(), probe, directory);
+    }
+
+    @Bean(destroyMethod = "close")
+    @ConditionalOnProperty(name = "moe.router.kubernetes.enabled", havingValue = "true")
+    KubernetesClient kubernetesClient(RouterProperties properties) {
+        KubernetesClientBuilder builder = new KubernetesClientBuilder();
+        String masterUrl = properties.kubernetes().masterUrl();
+        if (masterUrl != null && !masterUrl.isBlank()) {
+            builder.withConfig(new ConfigBuilder().withMasterUrl(masterUrl).withTrustCerts(true).build());
+        }
+        return builder.build();
+    }
+
+    @Bean
+    @ConditionalOnProperty(name = "moe.router.kubernetes.enabled", havingValue = "true")
+    KubernetesExpertDiscovery kubernetesExpertDiscovery(KubernetesClient client, RouterProperties properties,
+                                                        ExpertServerProbe probe, ExpertDirectory directory,
+                                                        ExpertChannels channels) {
+        RouterProperties.Kubernetes k = properties.kubernetes();
+        return new KubernetesExpertDiscovery(client, k.namespace(), k.labelSelector(), k.port(), probe, directory,
+                channels);
     }
 
     @Bean

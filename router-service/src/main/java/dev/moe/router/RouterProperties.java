@@ -13,16 +13,33 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param expertEndpoints      static expert servers, {@code host:port} each
  * @param maxTokensPerRequest  largest num_tokens of one ForwardRequest (RESOURCE_EXHAUSTED above)
  * @param dispatchTimeout      deadline of the expert calls of one forward
- * @param discoveryTimeout     how long start-up waits for every static expert server to answer DescribeShard
+ * @param kubernetes           discovery of expert pods through the Kubernetes API (instead of expertEndpoints)
  */
 @ConfigurationProperties("moe.router")
 public record RouterProperties(Path model, List<String> expertEndpoints, Integer maxTokensPerRequest,
-                               Duration dispatchTimeout, Duration discoveryTimeout) {
+                               Duration dispatchTimeout, Kubernetes kubernetes) {
+
+    /**
+     * Kubernetes discovery ({@code moe.router.kubernetes.*}).
+     *
+     * @param enabled        watch expert pods instead of using expertEndpoints
+     * @param namespace      namespace of the expert pods (default: the client's, i.e. the router's own)
+     * @param labelSelector  selector of this release's expert pods, e.g.
+     *                       {@code app.kubernetes.io/instance=moe,app.kubernetes.io/component=expert}
+     * @param port           gRPC port of expert pods when no container port is named {@code grpc}
+     * @param masterUrl      API server URL; default: in-cluster service account or kubeconfig
+     */
+    public record Kubernetes(boolean enabled, String namespace, String labelSelector, Integer port, String masterUrl) {
+        public Kubernetes {
+            port = port == null ? 9091 : port;
+            labelSelector = labelSelector == null ? "app.kubernetes.io/component=expert" : labelSelector;
+        }
+    }
 
     public RouterProperties {
         expertEndpoints = expertEndpoints == null ? List.of() : List.copyOf(expertEndpoints);
         maxTokensPerRequest = maxTokensPerRequest == null ? 16384 : maxTokensPerRequest;
         dispatchTimeout = dispatchTimeout == null ? Duration.ofSeconds(30) : dispatchTimeout;
-        discoveryTimeout = discoveryTimeout == null ? Duration.ofSeconds(60) : discoveryTimeout;
+        kubernetes = kubernetes == null ? new Kubernetes(false, null, null, null, null) : kubernetes;
     }
 }

@@ -30,6 +30,9 @@ import org.springframework.stereotype.Service;
 /** gRPC face of an expert server: validates each call completely, then runs the hosted experts. */
 @Service
 public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
+    /** Working memory one call may use for its (token, expert) pairs. */
+    static final long MAX_CALL_WORKING_BYTES = 2L << 30;
+
     private final ExpertShard shard;
     private final ExpertComputer computer;
     private final ExpertServerProperties properties;
@@ -122,6 +125,13 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
         if (request.getExpertIdsCount() != total || request.getRoutingWeightsCount() != total) {
             throw invalid("expert_ids has " + request.getExpertIdsCount() + " and routing_weights "
                     + request.getRoutingWeightsCount() + " entries; sum(experts_per_token) is " + total);
+        }
+        // Each (token, expert) pair costs a copy of x, h and y: bound the working memory of one call.
+        long workingBytes = total * (2L * hidden + config.moeIntermediateSize()) * Float.BYTES;
+        if (workingBytes > MAX_CALL_WORKING_BYTES) {
+            throw Status.RESOURCE_EXHAUSTED.withDescription(total + " (token, expert) pairs need " + (workingBytes >> 20)
+                    + " MiB of working memory, more than the " + (MAX_CALL_WORKING_BYTES >> 20) + " MiB one call may use:"
+                    + " split the batch").asRuntimeException();
         }
         int[] expertIds = new int[(int) total];
         float[] weights = new float[(int) total];

@@ -6,7 +6,6 @@ import dev.moe.core.kernels.PackedExpert;
 import dev.moe.core.kernels.WeightType;
 import dev.moe.core.moe.MoeWeights;
 import dev.moe.core.sparsity.SparsityThresholds;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.function.Consumer;
@@ -97,10 +96,6 @@ public final class ExpertShard {
 
     public boolean sparsityEnabled() {
         return sparsityEnabled;
-    }
-
-    public boolean hosts(int expertId) {
-        return Arrays.binarySearch(hostedExperts, expertId) >= 0;
     }
 
     /** The expert, or null when this server does not host it or the layer has no MoE block. */

@@ -69,9 +69,14 @@ public final class SafetensorsFile implements AutoCloseable {
             Map<String, String> metadata = new LinkedHashMap<>();
             Map<String, TensorInfo> tensors = parseHeader(path, headerBytes, dataSize, metadata);
             Arena arena = Arena.ofShared();
-            MemorySegment data = dataSize == 0
-                    ? MemorySegment.NULL
-                    : channel.map(FileChannel.MapMode.READ_ONLY, dataStart, dataSize, arena);
+            MemorySegment data;
+            try {
+                data = dataSize == 0 ? MemorySegment.NULL
+                        : channel.map(FileChannel.MapMode.READ_ONLY, dataStart, dataSize, arena);
+            } catch (IOException | RuntimeException e) {
+                arena.close();
+                throw e;
+            }
             return new SafetensorsFile(path, arena, data, headerBytes, Collections.unmodifiableMap(tensors),
                     Collections.unmodifiableMap(metadata));
         } catch (IOException e) {

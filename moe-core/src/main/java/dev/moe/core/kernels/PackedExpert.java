@@ -59,7 +59,11 @@ public final class PackedExpert {
         }
         int guPanels = (intermediateSize + HALF - 1) / HALF;
         // Gate/up: column c < 32 of panel p is gate row 32p + c, column c >= 32 is up row 32p + c - 32.
-        float[] stacked = new float[2 * intermediateSize * hiddenSize];
+        if (2 * inner > Integer.MAX_VALUE - 64) {
+            throw new IllegalArgumentException("expert of [" + intermediateSize + ", " + hiddenSize + "] exceeds one Java"
+                    + " array when gate and up are packed together");
+        }
+        float[] stacked = new float[(int) (2 * inner)];
         System.arraycopy(gateProj, 0, stacked, 0, gateProj.length);
         System.arraycopy(upProj, 0, stacked, gateProj.length, upProj.length);
         PanelMatrix gateUp = PanelMatrix.pack(type, stacked, hiddenSize, 2 * intermediateSize, guPanels, (p, c) -> {

@@ -211,19 +211,26 @@ class SyntheticCheckpointTest {
     }
 
     @Test
-    void deepseekSharedSizeNotAMultipleOfExpertSizeIsConsistent() throws IOException {
+    void deepseekSharedSizeNotAMultipleOfExpertSizeIsRefused() {
+        // config.json can only express n_shared_experts × moe_intermediate_size: 48 over 32 has no such form
         SyntheticCheckpoint.Spec spec = new SyntheticCheckpoint.Spec(ModelFamily.DEEPSEEK_V3, 16, 2, 8, 2, 32, 48, 4, 2,
                 true, DType.F32, 1, 1);
-        Path dir = tmp.resolve("shared");
-        try {
-            SyntheticCheckpoint.write(dir, spec, SyntheticCheckpoint.SILENT);
-        } catch (IllegalArgumentException refused) {
-            return; // refusing the spec would be fine too
-        }
+        org.assertj.core.api.Assertions.assertThatThrownBy(
+                        () -> SyntheticCheckpoint.write(tmp.resolve("shared"), spec, SyntheticCheckpoint.SILENT))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("must be a multiple of moe_intermediate_size 32");
+    }
+
+    @Test
+    void deepseekSharedWidthMatchesItsConfig() throws IOException {
+        SyntheticCheckpoint.Spec spec = new SyntheticCheckpoint.Spec(ModelFamily.DEEPSEEK_V3, 16, 2, 8, 2, 32, 64, 4, 2,
+                true, DType.F32, 1, 1);
+        Path dir = tmp.resolve("shared64");
+        SyntheticCheckpoint.write(dir, spec, SyntheticCheckpoint.SILENT);
         try (Checkpoint c = Checkpoint.open(dir)) {
             MoeConfig config = MoeConfig.from(c.config()).validate();
-            long[] shape = c.tensor(ModelFamily.DEEPSEEK_V3.sharedExpertProj(1, "gate_proj")).shape();
-            assertThat(shape[0]).isEqualTo(config.sharedExpertIntermediateSize());
+            assertThat(config.sharedExpertIntermediateSize()).isEqualTo(64);
+            assertThat(c.tensor(ModelFamily.DEEPSEEK_V3.sharedExpertProj(1, "gate_proj")).shape()).containsExactly(64, 16);
         }
     }
 

@@ -59,6 +59,7 @@ public class RouterGrpcService extends RouterServiceGrpc.RouterServiceImplBase {
         ServerCallStreamObserver<ForwardStreamResponse> out =
                 (ServerCallStreamObserver<ForwardStreamResponse>) responseObserver;
         out.disableAutoRequest();
+        out.setOnCancelHandler(() -> log.debug("ForwardStream cancelled by the client"));
         Object lock = new Object();
         boolean[] wantsNext = {false};
         out.setOnReadyHandler(() -> {
@@ -84,6 +85,9 @@ public class RouterGrpcService extends RouterServiceGrpc.RouterServiceImplBase {
                             .setRequestId(request.getRequestId())).build();
                 }
                 synchronized (lock) {
+                    if (out.isCancelled()) {
+                        return; // the client is gone: nobody to answer
+                    }
                     out.onNext(result);
                     if (out.isReady()) {
                         out.request(1);

@@ -54,6 +54,7 @@ public final class ExpertServerProbe {
         String mismatch = mismatch(shard);
         if (mismatch != null) {
             log.error("refusing expert server {} at {}: {}", shard.getServerId(), address, mismatch);
+            channels.release(address, java.time.Duration.ZERO);
             return new Outcome.Refused(mismatch);
         }
         int[] experts = shard.getExpertIdsList().stream().mapToInt(Integer::intValue).toArray();
