@@ -64,6 +64,23 @@ final class JsonLine {
         return put(key, value, 4);
     }
 
+    /** A measured time: median, min and max ms per call, repeats, calls per repeat. */
+    JsonLine putTime(Measure.Result time) {
+        return put("ms", time.medianMs(), 5)
+                .put("ms_min", time.minMs(), 5)
+                .put("ms_max", time.maxMs(), 5)
+                .put("repeats", time.repeats())
+                .put("calls_per_repeat", time.callsPerRepeat());
+    }
+
+    /** Fractions of x (gate/up input) and h (down input) pruned, and the union densities of their active rows. */
+    JsonLine putSparsity(double prunedX, double prunedH, double unionX, double unionH) {
+        return put("achieved_sparsity_x", prunedX, 4)
+                .put("achieved_sparsity_h", prunedH, 4)
+                .put("union_density_x", unionX, 4)
+                .put("union_density_h", unionH, 4);
+    }
+
     private void quote(String s) {
         sb.append('"');
         for (int i = 0; i < s.length(); i++) {

@@ -17,8 +17,8 @@ import java.util.concurrent.Callable;
 import java.util.stream.IntStream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
 
 /**
  * {@code moe bench kernel}: one expert's SwiGLU FFN ({@link ExpertFfn} on {@link VectorPanelKernels}) over real expert
@@ -26,6 +26,7 @@ import picocli.CommandLine.Spec;
  * machine's measured read bandwidth and FMA peak.
  */
 @Command(name = "kernel", mixinStandardHelpOptions = true, sortOptions = false,
+        resourceBundle = "dev.moe.cli.bench.KernelBench$Help",
         description = {
             "Benchmark one expert's FFN (ExpertFfn + VectorPanelKernels) against the machine's measured limits.",
             "Weights: enough distinct random experts that they exceed 4x the last-level cache (>= 128 MiB), rotated"
@@ -57,26 +58,8 @@ public final class KernelBench implements Callable<Integer> {
             description = "Kernel pool sizes (default: 1,2; --quick: all processors).")
     List<Integer> threads;
 
-    @Option(names = "--quick", description = "Fewer configurations, repeats and shorter measurements.")
-    boolean quick;
-
-    @Option(names = "--repeats", description = "Timed repeats per configuration; the median is reported"
-            + " (default: 7; --quick: 3).")
-    Integer repeats;
-
-    @Option(names = "--min-time", paramLabel = "DURATION",
-            description = "Minimum duration of one repeat, e.g. 50ms (default: 50ms; --quick: 10ms).")
-    String minTime;
-
-    @Option(names = "--warmup", paramLabel = "DURATION",
-            description = "Warm-up per configuration (default: 250ms; --quick: 100ms).")
-    String warmup;
-
-    @Option(names = "--table", description = "Print the table on stdout (after the JSON lines) instead of stderr.")
-    boolean table;
-
-    @Option(names = "--seed", defaultValue = "42", description = "Seed of weights and inputs (default: ${DEFAULT-VALUE}).")
-    long seed;
+    @Mixin
+    MeasureOptions measureOptions;
 
     @Option(names = "--shape-override", hidden = true, description = "One HIDDENxINTERMEDIATE shape instead of --shapes.")
     String shapeOverride;
@@ -84,18 +67,15 @@ public final class KernelBench implements Callable<Integer> {
     @Option(names = "--pool-mib", hidden = true, description = "Weight bytes to rotate through per (shape, dtype).")
     Integer poolMib;
 
-    @Option(names = "--bw-mib", hidden = true, description = "Buffer of the bandwidth measurement.")
-    Integer bwMib;
-
-    @Option(names = "--jit-warmup", hidden = true, description = "Time spent getting the kernels compiled first.")
-    String jitWarmup;
-
-    @Option(names = "--attempts", hidden = true, defaultValue = "3",
-            description = "Measurements disturbed by other processes are repeated up to this many attempts in all.")
-    int attempts;
-
-    @Spec
-    CommandSpec spec;
+    /** The help of the measurement options, with this command's defaults. */
+    public static final class Help extends MeasureOptions.Help {
+        public Help() {
+            super("Fewer configurations, repeats and shorter measurements.",
+                    "Timed repeats per configuration; the median is reported (default: 7; --quick: 3).",
+                    "Minimum duration of one repeat, e.g. 50ms (default: 50ms; --quick: 10ms).",
+                    "Warm-up per configuration (default: 250ms; --quick: 100ms).");
+        }
+    }
 
     /** One measured configuration. */
     record Row(Shapes.Expert shape, WeightType type, int batch, double sparsity, int threads, Measure.Result time,
@@ -123,11 +103,7 @@ public final class KernelBench implements Callable<Integer> {
                     .put("batch", batch)
                     .put("sparsity", sparsity, 3)
                     .put("threads", threads)
-                    .put("ms", time.medianMs(), 5)
-                    .put("ms_min", time.minMs(), 5)
-                    .put("ms_max", time.maxMs(), 5)
-                    .put("repeats", time.repeats())
-                    .put("calls_per_repeat", time.callsPerRepeat())
+                    .putTime(time)
                     .put("pool_experts", poolExperts)
                     .put("pool_mib", poolBytes / 1048576.0, 1)
                     .put("expert_mib", expertBytes / 1048576.0, 2)
@@ -139,10 +115,7 @@ public final class KernelBench implements Callable<Integer> {
                     .put("peak_gflops", peakGflops, 1)
                     .put("peak_fraction", gflopsExecuted / peakGflops, 3)
                     .put("speedup_vs_dense", speedup, 3)
-                    .put("achieved_sparsity_x", prunedX, 4)
-                    .put("achieved_sparsity_h", prunedH, 4)
-                    .put("union_density_x", unionX, 4)
-                    .put("union_density_h", unionH, 4)
+                    .putSparsity(prunedX, prunedH, unionX, unionH)
                     .put("sparse_path", sparsePath)
                     .put("overhead_ms", overheadMs, 5)
                     .put("mask_ms", maskMs, 5)
@@ -179,6 +152,8 @@ public final class KernelBench implements Callable<Integer> {
     public Integer call() {
         PrintStream out = System.out;
         PrintStream err = System.err;
+        boolean quick = measureOptions.quick;
+        CommandSpec spec = measureOptions.spec;
         List<Shapes.Expert> shapeList = new ArrayList<>();
         try {
             if (shapeOverride != null) {
@@ -205,34 +180,24 @@ public final class KernelBench implements Callable<Integer> {
                 batches != null ? batches : quick ? List.of(1, 16) : List.of(1, 4, 16, 64));
         int[] threadList = Opts.positiveInts(spec, "--threads", threads != null ? threads
                 : quick ? List.of(Runtime.getRuntime().availableProcessors()) : List.of(1, 2));
-        int reps = repeats != null ? repeats : quick ? 3 : 7;
-        if (reps < 1) {
-            throw Opts.usage(spec, "--repeats must be >= 1");
-        }
-        if (attempts < 1) {
-            throw Opts.usage(spec, "--attempts must be >= 1");
-        }
-        double minSeconds = minTime != null ? Opts.seconds(spec, "--min-time", minTime) : quick ? 0.01 : 0.05;
-        double warmSeconds = warmup != null ? Opts.seconds(spec, "--warmup", warmup) : quick ? 0.1 : 0.25;
-        Measure.Settings settings = new Measure.Settings(warmSeconds, reps, minSeconds);
+        // --min-time 50ms (--quick: 10ms), --warmup 250ms (--quick: 100ms)
+        Measure.Settings settings = measureOptions.settings(0.05, 0.01, 0.25, 0.1);
         Measure.Settings stubSettings = settings.scaled(0.5);
         long llc = MachineLimits.llcBytes();
         long poolBytes = poolMib != null ? Math.max(1, poolMib) * 1048576L
                 : Math.max(128L << 20, 4 * (llc > 0 ? llc : 32L << 20));
-        long bwBytes = bwMib != null ? Math.max(1, bwMib) * 1048576L : quick ? 256L << 20 : 1L << 30;
+        long bwBytes = measureOptions.bwBytes();
 
         int maxBatch = Arrays.stream(batchList).max().orElseThrow();
         long configs = (long) shapeList.size() * types.size() * batchList.length * threadList.length * sparsityList.length;
         err.printf(Locale.ROOT, "bench kernel: %d configurations (%d shapes x %d dtypes x %d batches x %d thread counts"
                         + " x %d sparsities); %d repeats >= %.0f ms each, median reported; weights rotated over >= %s%n",
                 configs, shapeList.size(), types.size(), batchList.length, threadList.length, sparsityList.length,
-                reps, minSeconds * 1e3, MachineLimits.mib(poolBytes));
+                settings.repeats(), settings.minSeconds() * 1e3, MachineLimits.mib(poolBytes));
 
         int[] distinctThreads = Arrays.stream(threadList).distinct().toArray();
         float[] bwBuffer = MachineLimits.buffer(bwBytes);
-        int bwRepeats = quick ? 3 : 9;
-        MachineLimits.Limits[] limits = MachineLimits.measure(distinctThreads, bwBuffer, bwRepeats,
-                quick ? 0.03 : 0.2, quick ? 3 : 5, err);
+        MachineLimits.Limits[] limits = measureOptions.machineLimits(distinctThreads, bwBuffer, err);
         Map<Integer, MachineLimits.Limits> limitsByThreads = new LinkedHashMap<>();
         for (MachineLimits.Limits l : limits) {
             limitsByThreads.put(l.threads(), l);
@@ -245,12 +210,11 @@ public final class KernelBench implements Callable<Integer> {
             for (int t : distinctThreads) {
                 pools.put(t, new KernelPool(t));
             }
-            JitWarmup.run(types, pools.values(), jitWarmup != null ? Opts.seconds(spec, "--jit-warmup", jitWarmup)
-                    : quick ? 1.0 : 3.0, err);
+            JitWarmup.run(types, pools.values(), measureOptions.jitWarmupSeconds(3.0, 1.0), err);
             long done = 0;
             for (int si = 0; si < shapeList.size(); si++) {
                 Shapes.Expert shape = shapeList.get(si);
-                long shapeSeed = seed * 7919 + si;
+                long shapeSeed = measureOptions.seed * 7919 + si;
                 float[] x = Synth.gaussian(maxBatch * shape.hidden(), shapeSeed);
                 Reference reference = new Reference();
                 for (WeightType type : types) {
@@ -258,9 +222,9 @@ public final class KernelBench implements Callable<Integer> {
                     for (int b : batchList) {
                         for (int t : threadList) {
                             KernelPool kp = pools.get(t);
-                            List<Row> group = null;
-                            for (int attempt = 1; group == null; attempt++) {
-                                LoadMonitor.Sample before = LoadMonitor.sample();
+                            String during = String.format(Locale.ROOT, "while %s %s batch %d threads %d ran",
+                                    shape.name(), type.name().toLowerCase(Locale.ROOT), b, t);
+                            List<Row> group = measureOptions.untilQuiet(during, err, () -> {
                                 // DRAM bandwidth of a shared VM drifts (+-20% within minutes): measure it again
                                 // right before these rows, so each row's bw_gbps is from the same minute as its ms.
                                 MachineLimits.Limits lim = MachineLimits.remeasureBandwidth(limitsByThreads.get(t),
@@ -271,21 +235,15 @@ public final class KernelBench implements Callable<Integer> {
                                     measured.add(s == 0.0 ? dense
                                             : measure(shape, pool, x, b, s, kp, settings, stubSettings));
                                 }
-                                double other = LoadMonitor.otherCores(before, LoadMonitor.sample());
-                                if (other > LoadMonitor.BUSY && attempt < attempts) {
-                                    err.printf(Locale.ROOT, "bench: other processes used %.2f cores while %s %s batch %d"
-                                                    + " threads %d ran; waiting for a quiet machine to measure again"
-                                                    + " (attempt %d of %d)%n", other, shape.name(),
-                                            type.name().toLowerCase(Locale.ROOT), b, t, attempt + 1, attempts);
-                                    LoadMonitor.waitForQuiet(120, err);
-                                    continue;
-                                }
-                                group = new ArrayList<>();
-                                for (int i = 0; i < sparsityList.length; i++) {
-                                    group.add(row(shape, type, pool, b, sparsityList[i], t, measured.get(i), dense, lim,
-                                            other, attempt));
-                                }
-                            }
+                                return (other, attempt) -> {
+                                    List<Row> made = new ArrayList<>();
+                                    for (int i = 0; i < sparsityList.length; i++) {
+                                        made.add(row(shape, type, pool, b, sparsityList[i], t, measured.get(i), dense,
+                                                lim, other, attempt));
+                                    }
+                                    return made;
+                                };
+                            });
                             for (Row row : group) {
                                 rows.add(row);
                                 out.println(row.json());
@@ -304,7 +262,7 @@ public final class KernelBench implements Callable<Integer> {
         } finally {
             pools.values().forEach(KernelPool::close);
         }
-        PrintStream tableOut = table ? out : err;
+        PrintStream tableOut = measureOptions.table ? out : err;
         printTable(tableOut, rows, limits, (System.nanoTime() - started) / 1e9);
         return 0;
     }
@@ -452,7 +410,8 @@ public final class KernelBench implements Callable<Integer> {
         p.println("  mask% = mask ms / kernel ms; mask ms = ExpertFfn time with weight-free stub kernels, sparse minus dense"
                 + " (thresholding, pruned copies, active lists); kernel ms = ms - stub time (best of repeats)");
         p.println("  other = cores used by other processes while the row was measured (groups above " + LoadMonitor.BUSY
-                + " are measured again after a quiet second, up to " + attempts + " attempts in all)");
+                + " are measured again after a quiet second, up to " + measureOptions.attempts
+                + " attempts in all)");
         p.println();
         String header = String.format(Locale.ROOT,
                 "%-14s %-5s %5s %4s %3s %9s %7s %5s %8s %6s %7s %11s %11s %8s %6s %5s",

@@ -25,9 +25,9 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.stream.IntStream;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
 
 /**
  * {@code moe bench layer}: one MoE layer in process, as the router and an expert server holding every expert would
@@ -35,6 +35,7 @@ import picocli.CommandLine.Spec;
  * one {@link ExpertFfn} call on the kernel pool, and the weighted combine; tokens/s and where the time goes.
  */
 @Command(name = "layer", mixinStandardHelpOptions = true, sortOptions = false,
+        resourceBundle = "dev.moe.cli.bench.LayerBench$Help",
         description = {
             "Benchmark one MoE layer in process: gate (router logits + top-k), dispatch (group tokens by expert),"
                     + " experts (one ExpertFfn run over every chosen expert), combine (weighted sum), shared expert.",
@@ -71,43 +72,23 @@ public final class LayerBench implements Callable<Integer> {
                     + " sparse-crossover (default: ${DEFAULT-VALUE}).")
     double crossover;
 
-    @Option(names = "--quick", description = "Shorter measurements.")
-    boolean quick;
-
-    @Option(names = "--repeats", description = "Timed repeats; the median is reported (default: 7; --quick: 3).")
-    Integer repeats;
-
-    @Option(names = "--min-time", paramLabel = "DURATION",
-            description = "Minimum duration of one repeat, long enough to include this path's garbage collections"
-                    + " (default: 300ms; --quick: 10ms).")
-    String minTime;
-
-    @Option(names = "--warmup", paramLabel = "DURATION",
-            description = "Warm-up per configuration (default: 1s; --quick: 300ms).")
-    String warmup;
-
-    @Option(names = "--table", description = "Print the table on stdout (after the JSON lines) instead of stderr.")
-    boolean table;
-
-    @Option(names = "--seed", defaultValue = "42", description = "Seed of weights and inputs (default: ${DEFAULT-VALUE}).")
-    long seed;
+    @Mixin
+    MeasureOptions measureOptions;
 
     @Option(names = "--inputs", defaultValue = "16", hidden = true,
             description = "Distinct random token batches rotated per batch size (so routing, and the weights read, vary).")
     int inputs;
 
-    @Option(names = "--bw-mib", hidden = true, description = "Buffer of the bandwidth measurement.")
-    Integer bwMib;
-
-    @Option(names = "--jit-warmup", hidden = true, description = "Time spent getting the kernels compiled first.")
-    String jitWarmup;
-
-    @Option(names = "--attempts", hidden = true, defaultValue = "3",
-            description = "Measurements disturbed by other processes are repeated up to this many attempts in all.")
-    int attempts;
-
-    @Spec
-    CommandSpec spec;
+    /** The help of the measurement options, with this command's defaults. */
+    public static final class Help extends MeasureOptions.Help {
+        public Help() {
+            super("Shorter measurements.",
+                    "Timed repeats; the median is reported (default: 7; --quick: 3).",
+                    "Minimum duration of one repeat, long enough to include this path's garbage collections"
+                            + " (default: 300ms; --quick: 10ms).",
+                    "Warm-up per configuration (default: 1s; --quick: 300ms).");
+        }
+    }
 
     /** Calibration tokens for the per-expert thresholds of h. */
     private static final int CALIBRATION_TOKENS = 32;
@@ -154,11 +135,7 @@ public final class LayerBench implements Callable<Integer> {
                     .put("batch", batch)
                     .put("threads", threads)
                     .put("crossover", crossover, 3)
-                    .put("ms", time.medianMs(), 5)
-                    .put("ms_min", time.minMs(), 5)
-                    .put("ms_max", time.maxMs(), 5)
-                    .put("repeats", time.repeats())
-                    .put("calls_per_repeat", time.callsPerRepeat())
+                    .putTime(time)
                     .put("tokens_per_s", tokensPerSecond(), 1)
                     .put("gate_ms", gateMs, 5)
                     .put("dispatch_ms", dispatchMs, 5)
@@ -170,10 +147,7 @@ public final class LayerBench implements Callable<Integer> {
                     .put("weight_mib_per_call", weightBytesPerCall / 1048576.0, 2)
                     .put("weight_gbps", weightGbps(), 2)
                     .put("bw_gbps", bwGbps, 2)
-                    .put("achieved_sparsity_x", prunedX, 4)
-                    .put("achieved_sparsity_h", prunedH, 4)
-                    .put("union_density_x", unionX, 4)
-                    .put("union_density_h", unionH, 4)
+                    .putSparsity(prunedX, prunedH, unionX, unionH)
                     .put("sparse_share", sparseShare, 4)
                     .put("other_load", otherLoad, 3)
                     .put("attempts", attempts)
@@ -185,6 +159,7 @@ public final class LayerBench implements Callable<Integer> {
     public Integer call() {
         PrintStream out = System.out;
         PrintStream err = System.err;
+        CommandSpec spec = measureOptions.spec;
         if ((synthetic == null) == (model == null)) {
             throw Opts.usage(spec, "give exactly one of --synthetic SHAPE or --model DIR");
         }
@@ -211,17 +186,9 @@ public final class LayerBench implements Callable<Integer> {
         if (inputs < 1) {
             throw Opts.usage(spec, "--inputs must be >= 1");
         }
-        int reps = repeats != null ? repeats : quick ? 3 : 7;
-        if (reps < 1) {
-            throw Opts.usage(spec, "--repeats must be >= 1");
-        }
-        if (attempts < 1) {
-            throw Opts.usage(spec, "--attempts must be >= 1");
-        }
-        double minSeconds = minTime != null ? Opts.seconds(spec, "--min-time", minTime) : quick ? 0.01 : 0.3;
-        double warmSeconds = warmup != null ? Opts.seconds(spec, "--warmup", warmup) : quick ? 0.3 : 1.0;
-        Measure.Settings settings = new Measure.Settings(warmSeconds, reps, minSeconds);
-        long bwBytes = bwMib != null ? Math.max(1, bwMib) * 1048576L : quick ? 256L << 20 : 1L << 30;
+        // --min-time 300ms (--quick: 10ms), --warmup 1s (--quick: 300ms)
+        Measure.Settings settings = measureOptions.settings(0.3, 0.01, 1.0, 0.3);
+        long bwBytes = measureOptions.bwBytes();
 
         Shapes.Layer shape;
         try {
@@ -230,8 +197,7 @@ public final class LayerBench implements Callable<Integer> {
             throw Opts.usage(spec, e.getMessage());
         }
         float[] bwBuffer = MachineLimits.buffer(bwBytes);
-        MachineLimits.Limits limits = MachineLimits.measure(new int[] {threadCount}, bwBuffer, quick ? 3 : 9,
-                quick ? 0.03 : 0.2, quick ? 3 : 5, err)[0];
+        MachineLimits.Limits limits = measureOptions.machineLimits(new int[] {threadCount}, bwBuffer, err)[0];
         Layer l;
         try {
             l = shape != null ? synthetic(shape, types, sparsityList, err)
@@ -243,27 +209,17 @@ public final class LayerBench implements Callable<Integer> {
         long started = System.nanoTime();
         try (KernelPool pool = new KernelPool(threadCount)) {
             ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, pool, crossover);
-            JitWarmup.run(types, List.of(pool), jitWarmup != null ? Opts.seconds(spec, "--jit-warmup", jitWarmup)
-                    : quick ? 1.0 : 2.0, err);
+            JitWarmup.run(types, List.of(pool), measureOptions.jitWarmupSeconds(2.0, 1.0), err);
             for (int ti = 0; ti < types.size(); ti++) {
                 for (int si = 0; si < sparsityList.length; si++) {
+                    int typeIndex = ti;
+                    int sparsityIndex = si;
                     for (int b : batchList) {
-                        Row row = null;
-                        for (int attempt = 1; row == null; attempt++) {
-                            LoadMonitor.Sample before = LoadMonitor.sample();
+                        Row row = measureOptions.untilQuiet("during this measurement", err, () -> {
                             // The DRAM bandwidth of a shared VM drifts: measure it right before each row.
                             MachineLimits.Limits now = MachineLimits.remeasureBandwidth(limits, bwBuffer, 3);
-                            Row r = measure(l, ffn, ti, si, b, threadCount, settings, now);
-                            double other = LoadMonitor.otherCores(before, LoadMonitor.sample());
-                            if (other > LoadMonitor.BUSY && attempt < attempts) {
-                                err.printf(Locale.ROOT, "bench: other processes used %.2f cores during this measurement;"
-                                        + " waiting for a quiet machine to measure again (attempt %d of %d)%n", other,
-                                        attempt + 1, attempts);
-                                LoadMonitor.waitForQuiet(120, err);
-                                continue;
-                            }
-                            row = r.withLoad(other, attempt);
-                        }
+                            return measure(l, ffn, typeIndex, sparsityIndex, b, threadCount, settings, now)::withLoad;
+                        });
                         rows.add(row);
                         out.println(row.json());
                         out.flush();
@@ -276,7 +232,7 @@ public final class LayerBench implements Callable<Integer> {
                 }
             }
         }
-        printTable(table ? out : err, l, rows, limits);
+        printTable(measureOptions.table ? out : err, l, rows, limits);
         return 0;
     }
 
@@ -286,7 +242,7 @@ public final class LayerBench implements Callable<Integer> {
         int e = shape.numExperts();
         int hidden = shape.expert().hidden();
         int inter = shape.expert().intermediate();
-        float[] routerWeight = Synth.gaussian(e * hidden, seed * 31 + 1);
+        float[] routerWeight = Synth.gaussian(e * hidden, measureOptions.seed * 31 + 1);
         float scale = (float) (1 / Math.sqrt(hidden)); // logits ~ N(0, 1) for x ~ N(0, 1)
         for (int i = 0; i < routerWeight.length; i++) {
             routerWeight[i] *= scale;
@@ -306,14 +262,14 @@ public final class LayerBench implements Callable<Integer> {
                     Runtime.getRuntime().maxMemory() / 1073741824.0);
         }
         boolean sparse = Arrays.stream(sparsityList).anyMatch(s -> s > 0);
-        float[] calibration = Synth.gaussian(CALIBRATION_TOKENS * hidden, seed * 31 + 2);
+        float[] calibration = Synth.gaussian(CALIBRATION_TOKENS * hidden, measureOptions.seed * 31 + 2);
         PackedExpert[][] experts = new PackedExpert[types.size()][e];
         float[][] h = new float[e][];
         Ticker ticker = new Ticker(String.format(Locale.ROOT, "bench: %s: %d random experts %dx%d packed as %s%s",
                 shape.name(), e, hidden, inter, types, sparse ? " + calibration" : ""), e, err);
         IntStream indices = IntStream.range(0, e);
         (rawBytes < (256L << 20) ? indices.parallel() : indices).forEach(i -> {
-            Synth.RawExpert raw = Synth.rawExpert(hidden, inter, seed * 1_000_033L + i);
+            Synth.RawExpert raw = Synth.rawExpert(hidden, inter, measureOptions.seed * 1_000_033L + i);
             if (sparse) {
                 float[][] gu = Synth.gateUp(raw, calibration, CALIBRATION_TOKENS);
                 h[i] = Synth.hidden(gu[0], gu[1]);
@@ -340,7 +296,7 @@ public final class LayerBench implements Callable<Integer> {
             int inter = config.moeIntermediateSize();
             RouterLayer router = MoeWeights.loadRouterLayer(c, config, index);
             boolean sparse = Arrays.stream(sparsityList).anyMatch(s -> s > 0);
-            float[] calibration = Synth.gaussian(CALIBRATION_TOKENS * hidden, seed * 31 + 2);
+            float[] calibration = Synth.gaussian(CALIBRATION_TOKENS * hidden, measureOptions.seed * 31 + 2);
             PackedExpert[][] experts = new PackedExpert[types.size()][e];
             float[][] h = new float[e][];
             Ticker ticker = new Ticker(String.format(Locale.ROOT, "bench: %s layer %d: loading %d experts %dx%d as %s%s",
@@ -411,7 +367,7 @@ public final class LayerBench implements Callable<Integer> {
         long[] projectionBytes = Synth.projectionBytes(experts[0]);
         float[][] xs = new float[inputs][];
         for (int i = 0; i < inputs; i++) {
-            xs[i] = Synth.gaussian(batch * hidden, seed * 1_000_003L + batch * 131L + i);
+            xs[i] = Synth.gaussian(batch * hidden, measureOptions.seed * 1_000_003L + batch * 131L + i);
         }
         Accumulator acc = new Accumulator(settings.repeats());
         int[] next = {0};

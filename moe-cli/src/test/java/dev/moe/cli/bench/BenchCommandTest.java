@@ -198,11 +198,40 @@ class BenchCommandTest {
     }
 
     @Test
+    void sharedMeasurementOptionsKeepEachCommandsHelp() {
+        assertThat(MoeCli.run("bench", "kernel", "--help")).isZero();
+        String kernel = out.toString(StandardCharsets.UTF_8).replaceAll("\\s+", " ");
+        out.reset();
+        assertThat(MoeCli.run("bench", "layer", "--help")).isZero();
+        String layer = out.toString(StandardCharsets.UTF_8).replaceAll("\\s+", " ");
+        assertThat(kernel).contains(
+                "--quick Fewer configurations, repeats and shorter measurements.",
+                "--repeats=<repeats> Timed repeats per configuration; the median is reported (default: 7; --quick: 3).",
+                "--min-time=DURATION Minimum duration of one repeat, e.g. 50ms (default: 50ms; --quick: 10ms).",
+                "--warmup=DURATION Warm-up per configuration (default: 250ms; --quick: 100ms).");
+        assertThat(layer).contains(
+                "--quick Shorter measurements.",
+                "--repeats=<repeats> Timed repeats; the median is reported (default: 7; --quick: 3).",
+                "--min-time=DURATION Minimum duration of one repeat, long enough to include this path's garbage"
+                        + " collections (default: 300ms; --quick: 10ms).",
+                "--warmup=DURATION Warm-up per configuration (default: 1s; --quick: 300ms).");
+        for (String help : List.of(kernel, layer)) {
+            assertThat(help).contains(
+                    "--table Print the table on stdout (after the JSON lines) instead of stderr.",
+                    "--seed=<seed> Seed of weights and inputs (default: 42).");
+            assertThat(help).doesNotContain("--bw-mib", "--jit-warmup", "--attempts");
+        }
+    }
+
+    @Test
     void badUsageIsExitCodeTwo() {
         assertThat(run("bench", "layer")).isEqualTo(2);
         assertThat(run("bench", "kernel", "--sparsity", "1.5")).isEqualTo(2);
         assertThat(run("bench", "kernel", "--shapes", "no-such-model")).isEqualTo(2);
         assertThat(run("bench", "layer", "--synthetic", "4x8x64x96")).isEqualTo(2); // top-8 of 4 experts
+        // Without FAST, which would set these options again.
+        assertThat(MoeCli.run("bench", "kernel", "--repeats", "0")).isEqualTo(2);
+        assertThat(MoeCli.run("bench", "layer", "--synthetic", "16x4x64x96", "--min-time", "soon")).isEqualTo(2);
         assertThat(out.toString(StandardCharsets.UTF_8)).isEmpty();
     }
 }
