@@ -19,15 +19,25 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param sparsity    SCAP thresholds file written by {@code bin/moe calibrate}; none: dense and exact
  * @param sparseCrossover union density of active input channels above which a projection runs dense anyway
  * @param kernelThreads threads of the kernel pool (default: every core)
+ * @param podIndex    a StatefulSet pod's ordinal ({@code apps.kubernetes.io/pod-index}); when set, the shard is
+ *                    {@code podIndex mod numServers}, so pods {@code i}, {@code i + n}, … are replicas of shard i
  */
 @ConfigurationProperties("moe.expert")
 public record ExpertServerProperties(Path model, String serverId, Integer serverIndex, Integer numServers,
                                      ExpertPlacement.Strategy placement, String experts, Integer maxTokensPerCall,
-                                     WeightType weights, Path sparsity, Double sparseCrossover, Integer kernelThreads) {
+                                     WeightType weights, Path sparsity, Double sparseCrossover, Integer kernelThreads,
+                                     Integer podIndex) {
 
     public ExpertServerProperties {
-        serverIndex = serverIndex == null ? 0 : serverIndex;
         numServers = numServers == null ? 1 : numServers;
+        if (podIndex != null) {
+            if (podIndex < 0 || numServers < 1) {
+                throw new IllegalArgumentException("moe.expert.pod-index " + podIndex + " must be >= 0 and"
+                        + " moe.expert.num-servers >= 1");
+            }
+            serverIndex = podIndex % numServers;
+        }
+        serverIndex = serverIndex == null ? 0 : serverIndex;
         placement = placement == null ? ExpertPlacement.Strategy.CONTIGUOUS : placement;
         serverId = serverId == null || serverId.isBlank() ? "expert-" + serverIndex : serverId;
         maxTokensPerCall = maxTokensPerCall == null ? 16384 : maxTokensPerCall;
