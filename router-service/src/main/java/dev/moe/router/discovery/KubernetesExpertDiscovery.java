@@ -37,8 +37,21 @@ public final class KubernetesExpertDiscovery implements SmartLifecycle {
     private final ExpertDirectory directory;
     private final ExpertChannels channels;
     private final ExecutorService probes = Executors.newVirtualThreadPerTaskExecutor();
-    /** pod uid → the address it is known under (in the directory, or being probed). Guarded by this. */
-    private final Map<String, String> addressByPod = new HashMap<>();
+    /**
+     * pod uid → its current registration (the address it is known under, in the directory or being probed). A probe
+     * may only publish its result while its own registration object is still the current one: a pod that flapped
+     * away and back meanwhile has a new registration, and a new channel. Guarded by this.
+     */
+    private final Map<String, Registration> registrations = new HashMap<>();
+
+    /** One appearance of a pod at an address; compared by identity. */
+    private static final class Registration {
+        final String address;
+
+        Registration(String address) {
+            this.address = address;
+        }
+    }
     private volatile SharedIndexInformer<Pod> informer;
 
     public KubernetesExpertDiscovery(KubernetesClient client, String namespace, String labelSelector, int defaultPort,
@@ -78,29 +91,31 @@ public final class KubernetesExpertDiscovery implements SmartLifecycle {
     void reconcile(Pod pod) {
         String uid = uid(pod);
         String address = servingAddress(pod);
+        Registration registration;
         synchronized (this) {
-            String known = addressByPod.get(uid);
-            if (address == null || !address.equals(known)) {
-                forget(uid);
+            Registration known = registrations.get(uid);
+            if (known != null && known.address.equals(address)) {
+                return; // nothing changed for the table
             }
-            if (address == null || address.equals(known)) {
+            forget(uid);
+            if (address == null) {
                 return;
             }
-            addressByPod.put(uid, address);
+            registration = new Registration(address);
+            registrations.put(uid, registration);
         }
-        probes.submit(() -> probeUntilKnown(uid, address, pod.getMetadata().getName()));
+        probes.submit(() -> probeUntilKnown(uid, registration, pod.getMetadata().getName()));
     }
 
-    private void probeUntilKnown(String uid, String address, String podName) {
+    private void probeUntilKnown(String uid, Registration registration, String podName) {
         for (int attempt = 1; attempt <= MAX_PROBES; attempt++) {
-            if (!isCurrent(uid, address)) {
+            if (!isCurrent(uid, registration)) {
                 return; // the pod moved on while we were waiting
             }
-            ExpertServerProbe.Outcome outcome = probe.probe(address);
+            ExpertServerProbe.Outcome outcome = probe.probe(registration.address);
             if (outcome instanceof ExpertServerProbe.Outcome.Accepted accepted) {
                 synchronized (this) {
-                    // Only a pod still known under this address may enter the table.
-                    if (address.equals(addressByPod.get(uid))) {
+                    if (registrations.get(uid) == registration) {
                         directory.put(accepted.endpoint());
                     }
                 }
@@ -116,19 +131,19 @@ public final class KubernetesExpertDiscovery implements SmartLifecycle {
             }
         }
         log.warn("expert pod {} at {} is Ready but did not answer DescribeShard {} times; waiting for its next update",
-                podName, address, MAX_PROBES);
+                podName, registration.address, MAX_PROBES);
     }
 
-    private synchronized boolean isCurrent(String uid, String address) {
-        return address.equals(addressByPod.get(uid));
+    private synchronized boolean isCurrent(String uid, Registration registration) {
+        return registrations.get(uid) == registration;
     }
 
     /** Removes a pod's address from the table and closes its channel. */
     private synchronized void forget(String uid) {
-        String address = addressByPod.remove(uid);
-        if (address != null) {
-            directory.remove(address);
-            probes.submit(() -> channels.release(address, CHANNEL_GRACE)); // waits for calls in flight, off this lock
+        Registration registration = registrations.remove(uid);
+        if (registration != null) {
+            directory.remove(registration.address);
+            channels.release(registration.address, CHANNEL_GRACE); // frees the address now; calls in flight go on
         }
     }
 
@@ -169,7 +184,7 @@ public final class KubernetesExpertDiscovery implements SmartLifecycle {
 
     /** Pods currently tracked (Ready and known by address), for tests and diagnostics. */
     public synchronized int trackedPods() {
-        return addressByPod.size();
+        return registrations.size();
     }
 
     @Override

@@ -20,11 +20,15 @@ public final class ExpertChannels implements AutoCloseable {
         return channels.computeIfAbsent(address, channelFactory::createChannel);
     }
 
-    /** Closes the channel of a server that left; calls in flight on it fail with UNAVAILABLE. */
+    /**
+     * Closes the channel of a server that left. The address is free at once (a server coming back under it gets a
+     * new channel); calls already in flight may finish within {@code grace}, then the channel is forced shut.
+     */
     public void release(String address, Duration grace) {
         ManagedChannel channel = channels.remove(address);
         if (channel != null) {
-            shutdown(channel, grace);
+            channel.shutdown(); // new calls fail with UNAVAILABLE, calls in flight go on
+            Thread.ofVirtual().name("release-" + address).start(() -> shutdown(channel, grace));
         }
     }
 
