@@ -22,10 +22,15 @@ final class RouterClient implements AutoCloseable {
     }
 
     @Override
-    public void close() throws InterruptedException {
+    public void close() {
         channel.shutdown();
-        if (!channel.awaitTermination(5, TimeUnit.SECONDS)) {
+        try {
+            if (!channel.awaitTermination(5, TimeUnit.SECONDS)) {
+                channel.shutdownNow();
+            }
+        } catch (InterruptedException e) {
             channel.shutdownNow();
+            Thread.currentThread().interrupt();
         }
     }
 }
