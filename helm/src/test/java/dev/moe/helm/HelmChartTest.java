@@ -1,0 +1,415 @@
+package dev.moe.helm;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.marcnuri.helm.Helm;
+import com.marcnuri.helm.LintResult;
+import com.marcnuri.helm.TemplateCommand;
+import io.fabric8.kubernetes.api.model.ConfigMap;
+import io.fabric8.kubernetes.api.model.Container;
+import io.fabric8.kubernetes.api.model.ContainerPort;
+import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.KubernetesList;
+import io.fabric8.kubernetes.api.model.PodTemplateSpec;
+import io.fabric8.kubernetes.api.model.Probe;
+import io.fabric8.kubernetes.api.model.Service;
+import io.fabric8.kubernetes.api.model.ServicePort;
+import io.fabric8.kubernetes.api.model.apps.Deployment;
+import io.fabric8.kubernetes.api.model.apps.StatefulSet;
+import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy;
+import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget;
+import io.fabric8.kubernetes.api.model.rbac.PolicyRule;
+import io.fabric8.kubernetes.api.model.rbac.Role;
+import io.fabric8.kubernetes.api.model.rbac.RoleBinding;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Lints and renders helm/moe-serving with the bundled Helm (helm-java) for the default values and every
+ * ci/*-values.yaml, parses each rendered document with fabric8 and checks that the objects agree with each other and
+ * with what the router and expert services actually do (ports, health services, arguments, discovery RBAC).
+ */
+class HelmChartTest {
+    static final Path CHART = Path.of("moe-serving").toAbsolutePath();
+    static final String RELEASE = "moe";
+    static final String NAMESPACE = "inference";
+    static final int ROUTER_PORT = 9090; // router-service-defaults.properties
+    static final int EXPERT_PORT = 9091; // expert-service-defaults.properties
+    static final Set<String> SELECTOR_KEYS =
+            Set.of("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component");
+
+    /** One rendering: the values file (null = defaults) and its parsed objects. */
+    record Rendering(String name, List<HasMetadata> objects) {
+        <T extends HasMetadata> List<T> all(Class<T> type) {
+            return objects.stream().filter(type::isInstance).map(type::cast).toList();
+        }
+
+        <T extends HasMetadata> T one(Class<T> type) {
+            List<T> found = all(type);
+            assertThat(found).as("%s in %s", type.getSimpleName(), name).hasSize(1);
+            return found.getFirst();
+        }
+
+        @Override
+        public String toString() {
+            return name;
+        }
+    }
+
+    static Stream<Path> valuesFiles() throws IOException {
+        List<Path> files = new ArrayList<>();
+        files.add(null);
+        try (Stream<Path> ci = Files.list(CHART.resolve("ci"))) {
+            ci.filter(p -> p.getFileName().toString().endsWith("-values.yaml")).sorted().forEach(files::add);
+        }
+        return files.stream();
+    }
+
+    static String template(Path values, Map<String, Object> sets) {
+        TemplateCommand command = new Helm(CHART).template().withName(RELEASE).withNamespace(NAMESPACE)
+                .withKubeVersion("1.31.0"); // the chart needs >= 1.28 (pod-index label); helm defaults to 1.20
+        if (values != null) {
+            command = command.withValuesFile(values);
+        }
+        for (Map.Entry<String, Object> set : sets.entrySet()) {
+            command = command.set(set.getKey(), set.getValue());
+        }
+        return command.call();
+    }
+
+    static Rendering render(Path values) {
+        String yaml = template(values, Map.of());
+        List<HasMetadata> objects = new ArrayList<>();
+        for (String document : yaml.split("(?m)^---\\s*$")) {
+            if (document.lines().allMatch(l -> l.isBlank() || l.startsWith("#"))) {
+                continue;
+            }
+            Object parsed = Serialization.unmarshal(document);
+            if (parsed instanceof KubernetesList list) {
+                objects.addAll(list.getItems());
+            } else {
+                assertThat(parsed).as("document of %s:\n%s", values, document).isInstanceOf(HasMetadata.class);
+                objects.add((HasMetadata) parsed);
+            }
+        }
+        return new Rendering(values == null ? "default values" : values.getFileName().toString(), objects);
+    }
+
+    static Map<String, String> yamlValues(Path values) throws IOException {
+        // Tiny reader for the few scalar keys the assertions need (shards/replicasPerShard): key -> value.
+        Map<String, String> flat = new TreeMap<>();
+        if (values == null) {
+            values = CHART.resolve("values.yaml");
+        }
+        List<String> path = new ArrayList<>();
+        List<Integer> indents = new ArrayList<>();
+        for (String line : Files.readAllLines(values)) {
+            String trimmed = line.strip();
+            if (trimmed.isEmpty() || trimmed.startsWith("#") || trimmed.startsWith("-") || !trimmed.contains(":")) {
+                continue;
+            }
+            int indent = line.indexOf(trimmed);
+            while (!indents.isEmpty() && indents.getLast() >= indent) {
+                indents.removeLast();
+                path.removeLast();
+            }
+            String key = trimmed.substring(0, trimmed.indexOf(':'));
+            String value = trimmed.substring(trimmed.indexOf(':') + 1).strip();
+            path.add(key);
+            indents.add(indent);
+            if (!value.isEmpty()) {
+                flat.put(String.join(".", path), value.replace("\"", ""));
+            }
+        }
+        return flat;
+    }
+
+    static int intValue(Path values, String key) throws IOException {
+        String v = yamlValues(values).get(key);
+        return Integer.parseInt(v != null ? v : yamlValues(null).get(key));
+    }
+
+    @Test
+    void chartLints() {
+        LintResult result = new Helm(CHART).lint().strict().call();
+        assertThat(result.isFailed()).as("helm lint --strict: %s", result.getMessages()).isFalse();
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesFiles")
+    void selectorsMatchPodTemplatesAndUseOnlySelectorLabels(Path values) {
+        Rendering r = render(values);
+        Deployment router = r.one(Deployment.class);
+        StatefulSet expert = r.one(StatefulSet.class);
+        Map<String, Map<String, String>> podLabels = Map.of(
+                "router", router.getSpec().getTemplate().getMetadata().getLabels(),
+                "expert", expert.getSpec().getTemplate().getMetadata().getLabels());
+
+        assertSelector(router.getSpec().getSelector().getMatchLabels(), podLabels.get("router"), "router", r);
+        assertSelector(expert.getSpec().getSelector().getMatchLabels(), podLabels.get("expert"), "expert", r);
+        for (Service service : r.all(Service.class)) {
+            String component = service.getMetadata().getLabels().get("app.kubernetes.io/component");
+            assertSelector(service.getSpec().getSelector(), podLabels.get(component), component, r);
+        }
+        for (PodDisruptionBudget pdb : r.all(PodDisruptionBudget.class)) {
+            String component = pdb.getMetadata().getLabels().get("app.kubernetes.io/component");
+            assertSelector(pdb.getSpec().getSelector().getMatchLabels(), podLabels.get(component), component, r);
+        }
+        assertThat(r.all(PodDisruptionBudget.class)).hasSize(2);
+        for (NetworkPolicy policy : r.all(NetworkPolicy.class)) {
+            assertSelector(policy.getSpec().getPodSelector().getMatchLabels(), podLabels.get("expert"), "expert", r);
+            var peers = policy.getSpec().getIngress().getFirst().getFrom();
+            assertThat(peers).hasSize(1);
+            assertSelector(peers.getFirst().getPodSelector().getMatchLabels(), podLabels.get("router"), "router", r);
+            assertThat(peers.getFirst().getNamespaceSelector()).isNull();
+            assertThat(policy.getSpec().getIngress().getFirst().getPorts())
+                    .singleElement().satisfies(p -> assertThat(p.getPort().getStrVal()).isEqualTo("grpc"));
+        }
+        // Every object carries the recommended labels.
+        for (HasMetadata object : r.objects()) {
+            assertThat(object.getMetadata().getLabels()).as("labels of %s in %s", object.getKind() + "/" + object.getMetadata().getName(), r)
+                    .containsKeys("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                            "app.kubernetes.io/component", "app.kubernetes.io/version",
+                            "app.kubernetes.io/managed-by", "helm.sh/chart")
+                    .containsEntry("app.kubernetes.io/instance", RELEASE)
+                    .containsEntry("app.kubernetes.io/version", "0.1.0");
+        }
+    }
+
+    private static void assertSelector(Map<String, String> selector, Map<String, String> podLabels, String component,
+                                       Rendering r) {
+        assertThat(selector).as("selector of %s in %s", component, r).isNotEmpty();
+        assertThat(selector.keySet()).as("selector keys of %s in %s", component, r).isEqualTo(SELECTOR_KEYS);
+        assertThat(selector).containsEntry("app.kubernetes.io/component", component)
+                .containsEntry("app.kubernetes.io/instance", RELEASE);
+        assertThat(podLabels).as("pod labels of %s in %s", component, r).containsAllEntriesOf(selector);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesFiles")
+    void portsAndProbesMatchWhatTheServicesListenOn(Path values) {
+        Rendering r = render(values);
+        Container router = r.one(Deployment.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
+        Container expert = r.one(StatefulSet.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
+
+        assertThat(grpcPort(router)).isEqualTo(ROUTER_PORT);
+        assertThat(grpcPort(expert)).isEqualTo(EXPERT_PORT);
+        assertThat(router.getArgs()).contains("--spring.grpc.server.port=" + ROUTER_PORT);
+        assertThat(expert.getArgs()).contains("--spring.grpc.server.port=" + EXPERT_PORT);
+
+        // Expert: native gRPC probes on the server's port, overall health ("").
+        for (Probe probe : List.of(expert.getReadinessProbe(), expert.getLivenessProbe(), expert.getStartupProbe())) {
+            assertThat(probe.getGrpc()).isNotNull();
+            assertThat(probe.getGrpc().getPort()).isEqualTo(EXPERT_PORT);
+            assertThat(probe.getGrpc().getService()).isEmpty();
+        }
+        // Router: Ready only when RouterService is SERVING (every expert has a pod); liveness must not depend on it.
+        assertThat(router.getReadinessProbe().getGrpc().getPort()).isEqualTo(ROUTER_PORT);
+        assertThat(router.getReadinessProbe().getGrpc().getService()).isEqualTo("moe.router.v1.RouterService");
+        assertThat(router.getLivenessProbe().getGrpc()).isNull();
+        assertThat(router.getLivenessProbe().getTcpSocket().getPort().getStrVal()).isEqualTo("grpc");
+
+        Service routerService = service(r, "router");
+        ServicePort routerGrpc = routerService.getSpec().getPorts().stream()
+                .filter(p -> "grpc".equals(p.getName())).findFirst().orElseThrow();
+        assertThat(routerGrpc.getPort()).isEqualTo(ROUTER_PORT);
+        assertThat(routerGrpc.getTargetPort().getStrVal()).isEqualTo("grpc");
+        Service expertService = service(r, "expert");
+        assertThat(expertService.getSpec().getClusterIP()).isEqualTo("None");
+        assertThat(expertService.getSpec().getPorts()).anySatisfy(p -> {
+            assertThat(p.getName()).isEqualTo("grpc");
+            assertThat(p.getPort()).isEqualTo(EXPERT_PORT);
+            assertThat(p.getTargetPort().getStrVal()).isEqualTo("grpc");
+        });
+        assertThat(r.one(StatefulSet.class).getSpec().getServiceName())
+                .isEqualTo(expertService.getMetadata().getName());
+
+        // Every named targetPort and probe port exists on the selected container.
+        for (Service service : r.all(Service.class)) {
+            Container c = "router".equals(service.getSpec().getSelector().get("app.kubernetes.io/component"))
+                    ? router : expert;
+            Set<String> names = c.getPorts().stream().map(ContainerPort::getName).collect(Collectors.toSet());
+            assertThat(service.getSpec().getPorts()).allSatisfy(p -> assertThat(names).contains(p.getTargetPort().getStrVal()));
+        }
+        // JVM flags: heap, direct memory and the Vector API in the JVM's accepted "=" form.
+        for (Container c : List.of(router, expert)) {
+            String opts = env(c, "JAVA_TOOL_OPTIONS");
+            assertThat(opts).contains("--add-modules=jdk.incubator.vector").containsPattern("-Xmx\\d+[kKmMgG]")
+                    .containsPattern("-XX:MaxDirectMemorySize=\\d+[kKmMgG]");
+            assertThat(c.getSecurityContext().getReadOnlyRootFilesystem()).isTrue();
+            assertThat(c.getVolumeMounts()).anySatisfy(m -> assertThat(m.getMountPath()).isEqualTo("/tmp"));
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesFiles")
+    void expertShardsAreAllCoveredAndTheRouterWatchesThem(Path values) throws IOException {
+        Rendering r = render(values);
+        int shards = intValue(values, "expert.shards");
+        int replicasPerShard = intValue(values, "expert.replicasPerShard");
+        StatefulSet sts = r.one(StatefulSet.class);
+        assertThat(sts.getSpec().getReplicas()).isEqualTo(shards * replicasPerShard);
+        assertThat(sts.getSpec().getPodManagementPolicy()).isEqualTo("Parallel");
+
+        Container expert = sts.getSpec().getTemplate().getSpec().getContainers().getFirst();
+        assertThat(expert.getArgs()).contains("--moe.expert.num-servers=" + shards,
+                "--moe.expert.pod-index=$(POD_INDEX)");
+        assertThat(expert.getEnv()).anySatisfy(e -> {
+            assertThat(e.getName()).isEqualTo("POD_INDEX");
+            assertThat(e.getValueFrom().getFieldRef().getFieldPath())
+                    .isEqualTo("metadata.labels['apps.kubernetes.io/pod-index']");
+        });
+        // What ExpertServerProperties does with these: shard = podIndex mod numServers; every shard gets
+        // replicasPerShard pods.
+        int[] podsPerShard = new int[shards];
+        for (int podIndex = 0; podIndex < sts.getSpec().getReplicas(); podIndex++) {
+            podsPerShard[podIndex % shards]++;
+        }
+        assertThat(podsPerShard).containsOnly(replicasPerShard);
+
+        // The router watches exactly the expert pods of this release and namespace.
+        Container router = r.one(Deployment.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
+        assertThat(router.getArgs()).contains("--moe.router.kubernetes.enabled=true",
+                "--moe.router.kubernetes.namespace=" + NAMESPACE, "--moe.router.kubernetes.port=" + EXPERT_PORT);
+        String selector = arg(router, "--moe.router.kubernetes.label-selector=");
+        Map<String, String> selected = Arrays.stream(selector.split(","))
+                .map(kv -> kv.split("=", 2)).collect(Collectors.toMap(kv -> kv[0], kv -> kv[1]));
+        assertThat(selected).isEqualTo(sts.getSpec().getSelector().getMatchLabels());
+        assertThat(router.getArgs()).anySatisfy(a -> assertThat(a).startsWith("--moe.router.model=/"));
+        assertThat(arg(router, "--moe.router.model=")).isEqualTo(arg(expert, "--moe.expert.model="));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesFiles")
+    void routerMayOnlyReadPods(Path values) {
+        Rendering r = render(values);
+        Role role = r.one(Role.class);
+        assertThat(role.getMetadata().getNamespace()).isEqualTo(NAMESPACE);
+        assertThat(role.getRules()).singleElement().satisfies((PolicyRule rule) -> {
+            assertThat(rule.getApiGroups()).containsExactly("");
+            assertThat(rule.getResources()).containsExactly("pods");
+            assertThat(rule.getVerbs()).containsExactlyInAnyOrder("get", "list", "watch");
+            assertThat(rule.getResourceNames()).isNullOrEmpty();
+        });
+        RoleBinding binding = r.one(RoleBinding.class);
+        assertThat(binding.getRoleRef().getName()).isEqualTo(role.getMetadata().getName());
+        String serviceAccount = r.one(Deployment.class).getSpec().getTemplate().getSpec().getServiceAccountName();
+        assertThat(binding.getSubjects()).singleElement().satisfies(s -> {
+            assertThat(s.getKind()).isEqualTo("ServiceAccount");
+            assertThat(s.getName()).isEqualTo(serviceAccount);
+            assertThat(s.getNamespace()).isEqualTo(NAMESPACE);
+        });
+        assertThat(r.all(io.fabric8.kubernetes.api.model.ServiceAccount.class))
+                .singleElement().satisfies(sa -> assertThat(sa.getMetadata().getName()).isEqualTo(serviceAccount));
+        assertThat(r.all(io.fabric8.kubernetes.api.model.rbac.ClusterRole.class)).isEmpty();
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesFiles")
+    void dashboardsAreValidJsonWithTheSidecarLabel(Path values) throws IOException {
+        Rendering r = render(values);
+        boolean enabled = !"false".equals(yamlValues(values).get("dashboards.enabled"));
+        List<ConfigMap> dashboards = r.all(ConfigMap.class).stream()
+                .filter(c -> "dashboards".equals(c.getMetadata().getLabels().get("app.kubernetes.io/component")))
+                .toList();
+        if (!enabled) {
+            assertThat(dashboards).isEmpty();
+            return;
+        }
+        long files;
+        try (Stream<Path> json = Files.list(CHART.resolve("dashboards"))) {
+            files = json.filter(p -> p.toString().endsWith(".json")).count();
+        }
+        assertThat(dashboards).hasSize((int) files).isNotEmpty();
+        for (ConfigMap cm : dashboards) {
+            assertThat(cm.getMetadata().getLabels()).containsEntry("grafana_dashboard", "1");
+            assertThat(cm.getData()).hasSize(1);
+            String json = cm.getData().values().iterator().next();
+            @SuppressWarnings("unchecked")
+            Map<String, Object> dashboard = Serialization.jsonMapper().readValue(json, Map.class);
+            assertThat(dashboard).containsKeys("uid", "title", "panels");
+            assertThat(json).contains("moe_router_routed_tokens_total").contains("grpc_server_seconds_count");
+        }
+    }
+
+    @Test
+    void monitoringValuesRenderServiceMonitorsOnTheMetricsPort() {
+        String yaml = template(CHART.resolve("ci/monitoring-values.yaml"), Map.of());
+        assertThat(yaml).contains("kind: ServiceMonitor").contains("port: metrics").contains("release: kube-prometheus-stack");
+        assertThat(template(null, Map.of())).doesNotContain("kind: ServiceMonitor").doesNotContain("name: metrics");
+    }
+
+    @Test
+    void hpaReplacesFixedRouterReplicas() {
+        Rendering r = render(CHART.resolve("ci/replicas-values.yaml"));
+        assertThat(r.one(Deployment.class).getSpec().getReplicas()).isNull();
+        assertThat(r.objects()).anySatisfy(o -> assertThat(o.getKind()).isEqualTo("HorizontalPodAutoscaler"));
+        Container expert = r.one(StatefulSet.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
+        assertThat(expert.getArgs()).contains("--moe.expert.weights=INT8", "--moe.expert.placement=STRIDED",
+                "--moe.expert.sparsity=/etc/moe/sparsity/scap.json", "--moe.expert.sparse-crossover=0.15",
+                "--moe.expert.kernel-threads=8");
+    }
+
+    @Test
+    void downloadValuesFillTheModelVolumeWithAnInitContainer() {
+        Rendering r = render(CHART.resolve("ci/download-values.yaml"));
+        for (PodTemplateSpec pod : List.of(r.one(Deployment.class).getSpec().getTemplate(),
+                r.one(StatefulSet.class).getSpec().getTemplate())) {
+            assertThat(pod.getSpec().getVolumes()).anySatisfy(v -> {
+                assertThat(v.getName()).isEqualTo("model");
+                assertThat(v.getEmptyDir()).isNotNull();
+            });
+            assertThat(pod.getSpec().getInitContainers()).singleElement().satisfies(c ->
+                    assertThat(c.getVolumeMounts()).anySatisfy(m -> assertThat(m.getName()).isEqualTo("model")));
+        }
+    }
+
+    @ParameterizedTest(name = "{0}={1}")
+    @MethodSource("badValues")
+    void schemaRejectsBadValues(String key, Object value) {
+        assertThatThrownBy(() -> template(null, Map.of(key, value)))
+                .hasMessageContaining("values don't meet the specifications of the schema");
+    }
+
+    static Stream<Object[]> badValues() {
+        return Stream.of(new Object[] {"expert.shards", 0}, new Object[] {"expert.shards", "two"},
+                new Object[] {"expert.replicasPerShard", -1}, new Object[] {"expert.weights", "FP16"},
+                new Object[] {"model.source", "s3"}, new Object[] {"router.grpcPort", 70000});
+    }
+
+    private static Service service(Rendering r, String component) {
+        return r.all(Service.class).stream()
+                .filter(s -> component.equals(s.getSpec().getSelector().get("app.kubernetes.io/component")))
+                .findFirst().orElseThrow();
+    }
+
+    private static int grpcPort(Container c) {
+        return c.getPorts().stream().filter(p -> "grpc".equals(p.getName())).findFirst().orElseThrow()
+                .getContainerPort();
+    }
+
+    private static String env(Container c, String name) {
+        return c.getEnv().stream().filter(e -> name.equals(e.getName())).findFirst().orElseThrow().getValue();
+    }
+
+    private static String arg(Container c, String prefix) {
+        Optional<String> arg = c.getArgs().stream().filter(a -> a.startsWith(prefix)).findFirst();
+        assertThat(arg).as("argument %s", prefix).isPresent();
+        return arg.get().substring(prefix.length());
+    }
+}
