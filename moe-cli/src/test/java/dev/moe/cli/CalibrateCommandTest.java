@@ -10,16 +10,12 @@ import dev.moe.core.checkpoint.SyntheticCheckpoint;
 import dev.moe.core.config.ModelFamily;
 import dev.moe.core.sparsity.Calibrator;
 import dev.moe.core.sparsity.SparsityProfile;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /** {@code moe calibrate} as a user runs it: exit codes, the file it writes, the summary, one-line errors. */
@@ -29,10 +25,6 @@ class CalibrateCommandTest {
     @TempDir
     Path dir;
     private static Path model;
-    private final ByteArrayOutputStream err = new ByteArrayOutputStream();
-    private final ByteArrayOutputStream out = new ByteArrayOutputStream();
-    private PrintStream originalErr;
-    private PrintStream originalOut;
 
     @BeforeAll
     static void writeModel() throws Exception {
@@ -41,26 +33,15 @@ class CalibrateCommandTest {
                 true, DType.BF16, 2, 3), SyntheticCheckpoint.SILENT);
     }
 
-    @BeforeEach
-    void captureOutput() {
-        originalErr = System.err;
-        originalOut = System.out;
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-    }
-
-    @AfterEach
-    void restoreOutput() {
-        System.setErr(originalErr);
-        System.setOut(originalOut);
-    }
+    @RegisterExtension
+    final StandardStreams streams = new StandardStreams();
 
     private String stderr() {
-        return err.toString(StandardCharsets.UTF_8);
+        return streams.stderr();
     }
 
     private String stdout() {
-        return out.toString(StandardCharsets.UTF_8);
+        return streams.stdout();
     }
 
     @Test

@@ -6,41 +6,22 @@ import dev.moe.core.checkpoint.SafetensorsFile;
 import dev.moe.core.checkpoint.SafetensorsWriter;
 import dev.moe.core.oracle.ConformanceCases;
 import dev.moe.core.oracle.ConformanceCases.Expected;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /** {@code moe forward} and {@code moe local} as a user runs them: exit codes, files, one-line errors. */
 class CliTest {
     @TempDir
     Path dir;
-    private final ByteArrayOutputStream err = new ByteArrayOutputStream();
-    private final ByteArrayOutputStream out = new ByteArrayOutputStream();
-    private PrintStream originalErr;
-    private PrintStream originalOut;
 
-    @BeforeEach
-    void captureOutput() {
-        originalErr = System.err;
-        originalOut = System.out;
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-    }
-
-    @AfterEach
-    void restoreOutput() {
-        System.setErr(originalErr);
-        System.setOut(originalOut);
-    }
+    @RegisterExtension
+    final StandardStreams streams = new StandardStreams();
 
     private String stderr() {
-        return err.toString(StandardCharsets.UTF_8);
+        return streams.stderr();
     }
 
     private Path input(Expected e, boolean bf16) throws Exception {
@@ -132,7 +113,7 @@ class CliTest {
         Path model = ConformanceCases.dir("qwen2-moe-tiny");
         int code = MoeCli.run("local", "--model", model.toString(), "--expert-servers", "3", "--port", "0",
                 "--duration", "1s", "--demo-requests", "6", "--demo-tokens", "4");
-        String printed = out.toString(StandardCharsets.UTF_8);
+        String printed = streams.stdout();
         assertThat(code).as(stderr() + printed).isZero();
         assertThat(printed).contains("model qwen2_moe: hidden 64, 16 experts, top-4, MoE layers [1, 2]")
                 .contains("expert-2").contains("tokens/s").contains("stopping by itself after PT1S");

@@ -1,19 +1,17 @@
 package dev.moe.cli.bench;
 
+import dev.moe.cli.StandardStreams;
+
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.moe.cli.MoeCli;
 import dev.moe.core.oracle.ConformanceCases;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.json.JsonMapper;
 
@@ -36,24 +34,9 @@ class BenchCommandTest {
             "tokens_per_expert", "weight_mib_per_call", "weight_gbps", "bw_gbps", "achieved_sparsity_x",
             "achieved_sparsity_h", "union_density_x", "union_density_h");
 
-    private final ByteArrayOutputStream out = new ByteArrayOutputStream();
-    private final ByteArrayOutputStream err = new ByteArrayOutputStream();
-    private PrintStream originalOut;
-    private PrintStream originalErr;
 
-    @BeforeEach
-    void capture() {
-        originalOut = System.out;
-        originalErr = System.err;
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-    }
-
-    @AfterEach
-    void restore() {
-        System.setOut(originalOut);
-        System.setErr(originalErr);
-    }
+    @RegisterExtension
+    final StandardStreams streams = new StandardStreams();
 
     private int run(String... args) {
         List<String> all = new ArrayList<>(List.of(args));
@@ -65,7 +48,7 @@ class BenchCommandTest {
 
     private List<JsonNode> jsonLines() {
         List<JsonNode> lines = new ArrayList<>();
-        for (String line : out.toString(StandardCharsets.UTF_8).split("\n")) {
+        for (String line : streams.stdout().split("\n")) {
             if (!line.isBlank()) {
                 lines.add(JSON.readTree(line));
             }
@@ -77,7 +60,7 @@ class BenchCommandTest {
     void kernelQuickOnATinyShapeWritesOneSaneJsonLinePerConfiguration() {
         int code = run("bench", "kernel", "--shape-override", "64x96", "--pool-mib", "1", "--dtypes", "f32,bf16,int8",
                 "--batch", "1,3", "--sparsity", "0,0.5", "--threads", "1,2");
-        String stderr = err.toString(StandardCharsets.UTF_8);
+        String stderr = streams.stderr();
         assertThat(code).as(stderr).isZero();
         List<JsonNode> lines = jsonLines();
         assertThat(lines).hasSize(3 * 2 * 2 * 2);
@@ -136,7 +119,7 @@ class BenchCommandTest {
     void layerQuickOnATinySyntheticShapeReportsThroughputAndPhases() {
         int code = run("bench", "layer", "--synthetic", "16x4x64x96", "--batch", "1,8", "--dtype", "bf16,int8",
                 "--sparsity", "0,0.5", "--threads", "2");
-        String stderr = err.toString(StandardCharsets.UTF_8);
+        String stderr = streams.stderr();
         assertThat(code).as(stderr).isZero();
         List<JsonNode> lines = jsonLines();
         assertThat(lines).hasSize(2 * 2 * 2);
@@ -179,7 +162,7 @@ class BenchCommandTest {
     void layerFromACheckpointUsesItsGateBiasAndSharedExpert() {
         String model = ConformanceCases.dir("deepseek-v3-tiny").toString();
         int code = run("bench", "layer", "--model", model, "--batch", "1,4", "--dtype", "bf16", "--sparsity", "0,0.5");
-        String stderr = err.toString(StandardCharsets.UTF_8);
+        String stderr = streams.stderr();
         assertThat(code).as(stderr).isZero();
         List<JsonNode> lines = jsonLines();
         assertThat(lines).hasSize(2 * 2);
@@ -200,10 +183,10 @@ class BenchCommandTest {
     @Test
     void sharedMeasurementOptionsKeepEachCommandsHelp() {
         assertThat(MoeCli.run("bench", "kernel", "--help")).isZero();
-        String kernel = out.toString(StandardCharsets.UTF_8).replaceAll("\\s+", " ");
-        out.reset();
+        String kernel = streams.stdout().replaceAll("\\s+", " ");
+        streams.reset();
         assertThat(MoeCli.run("bench", "layer", "--help")).isZero();
-        String layer = out.toString(StandardCharsets.UTF_8).replaceAll("\\s+", " ");
+        String layer = streams.stdout().replaceAll("\\s+", " ");
         assertThat(kernel).contains(
                 "--quick Fewer configurations, repeats and shorter measurements.",
                 "--repeats=<repeats> Timed repeats per configuration; the median is reported (default: 7; --quick: 3).",
@@ -232,6 +215,6 @@ class BenchCommandTest {
         // Without FAST, which would set these options again.
         assertThat(MoeCli.run("bench", "kernel", "--repeats", "0")).isEqualTo(2);
         assertThat(MoeCli.run("bench", "layer", "--synthetic", "16x4x64x96", "--min-time", "soon")).isEqualTo(2);
-        assertThat(out.toString(StandardCharsets.UTF_8)).isEmpty();
+        assertThat(streams.stdout()).isEmpty();
     }
 }

@@ -1,0 +1,46 @@
+package dev.moe.cli;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import org.junit.jupiter.api.extension.AfterEachCallback;
+import org.junit.jupiter.api.extension.BeforeEachCallback;
+import org.junit.jupiter.api.extension.ExtensionContext;
+
+/** Captures System.out and System.err around each test of a CLI command ({@code @RegisterExtension}). */
+public final class StandardStreams implements BeforeEachCallback, AfterEachCallback {
+    private final ByteArrayOutputStream out = new ByteArrayOutputStream();
+    private final ByteArrayOutputStream err = new ByteArrayOutputStream();
+    private PrintStream originalOut;
+    private PrintStream originalErr;
+
+    @Override
+    public void beforeEach(ExtensionContext context) {
+        out.reset();
+        err.reset();
+        originalOut = System.out;
+        originalErr = System.err;
+        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+    }
+
+    @Override
+    public void afterEach(ExtensionContext context) {
+        System.setOut(originalOut);
+        System.setErr(originalErr);
+    }
+
+    /** Forgets what was captured so far. */
+    public void reset() {
+        out.reset();
+        err.reset();
+    }
+
+    public String stdout() {
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    public String stderr() {
+        return err.toString(StandardCharsets.UTF_8);
+    }
+}
