@@ -7,10 +7,12 @@ import dev.moe.core.kernels.ExpertFfn;
 import dev.moe.core.kernels.KernelPool;
 import dev.moe.core.kernels.VectorPanelKernels;
 import dev.moe.core.sparsity.SparsityProfile;
+import dev.moe.expert.metrics.ExpertMetrics;
 import dev.moe.expert.shard.ExpertCallStats;
 import dev.moe.expert.shard.ExpertComputer;
 import dev.moe.expert.shard.ExpertShard;
 import io.grpc.Status;
+import io.micrometer.core.instrument.MeterRegistry;
 import java.util.Arrays;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -65,6 +67,15 @@ public class ExpertConfiguration {
     @Bean(destroyMethod = "close")
     KernelPool kernelPool(ExpertServerProperties properties) {
         return new KernelPool(properties.kernelThreads());
+    }
+
+    @Bean
+    ExpertMetrics expertMetrics(MeterRegistry registry, ExpertShard shard, KernelPool pool,
+                                ExpertServerProperties properties) {
+        MoeConfig config = shard.config();
+        return new ExpertMetrics(registry, config.numExperts(), shard.hostedExperts(), config.moeLayers(),
+                properties.metrics().layerTag(), config.hiddenSize(), config.moeIntermediateSize(),
+                shard.weightType(), shard.weightBytes(), pool::waitingCallers);
     }
 
     @Bean

@@ -21,12 +21,21 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param kernelThreads threads of the kernel pool (default: every core)
  * @param podIndex    a StatefulSet pod's ordinal ({@code apps.kubernetes.io/pod-index}); when set, the shard is
  *                    {@code podIndex mod numServers}, so pods {@code i}, {@code i + n}, … are replicas of shard i
+ * @param metrics     metrics settings
  */
 @ConfigurationProperties("moe.expert")
 public record ExpertServerProperties(Path model, String serverId, Integer serverIndex, Integer numServers,
                                      ExpertPlacement.Strategy placement, String experts, Integer maxTokensPerCall,
                                      WeightType weights, Path sparsity, Double sparseCrossover, Integer kernelThreads,
-                                     Integer podIndex) {
+                                     Integer podIndex, Metrics metrics) {
+
+    /**
+     * Metrics ({@code moe.expert.metrics.*}).
+     *
+     * @param layerTag tag the per-expert token counter with the MoE layer (series × layers; off by default)
+     */
+    public record Metrics(boolean layerTag) {
+    }
 
     public ExpertServerProperties {
         numServers = numServers == null ? 1 : numServers;
@@ -44,6 +53,7 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         weights = weights == null ? WeightType.BF16 : weights;
         sparseCrossover = sparseCrossover == null ? defaultSparseCrossover(weights) : sparseCrossover;
         kernelThreads = kernelThreads == null ? Runtime.getRuntime().availableProcessors() : kernelThreads;
+        metrics = metrics == null ? new Metrics(false) : metrics;
     }
 
     /**

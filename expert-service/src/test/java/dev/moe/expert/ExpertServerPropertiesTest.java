@@ -13,13 +13,13 @@ class ExpertServerPropertiesTest {
     private static ExpertServerProperties props(String serverId, Integer index, Integer numServers, Strategy placement,
                                                 String experts) {
         return new ExpertServerProperties(null, serverId, index, numServers, placement, experts, null, null, null, null,
-                null, null);
+                null, null, null);
     }
 
     @Test
     void defaults() {
         ExpertServerProperties p = new ExpertServerProperties(null, null, null, null, null, null, null, null, null, null,
-                null, null);
+                null, null, null);
 
         assertThat(p.model()).isNull();
         assertThat(p.serverIndex()).isEqualTo(0);
@@ -33,6 +33,7 @@ class ExpertServerPropertiesTest {
         assertThat(p.sparsity()).isNull();
         assertThat(p.sparseCrossover()).isEqualTo(0.2); // the BF16 default
         assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
+        assertThat(p.metrics().layerTag()).isFalse();
     }
 
     @Test
@@ -47,18 +48,19 @@ class ExpertServerPropertiesTest {
         // 3 shards x 2 replicas: pods 0..5 host shards 0,1,2,0,1,2
         for (int pod = 0; pod < 6; pod++) {
             ExpertServerProperties p = new ExpertServerProperties(null, null, null, 3, null, null, null, null, null, null,
-                    null, pod);
+                    null, pod, null);
             assertThat(p.serverIndex()).isEqualTo(pod % 3);
             assertThat(p.hostedExperts(9)).containsExactly(3 * (pod % 3), 3 * (pod % 3) + 1, 3 * (pod % 3) + 2);
         }
         org.assertj.core.api.Assertions.assertThatThrownBy(() -> new ExpertServerProperties(null, null, null, 3, null,
-                null, null, null, null, null, null, -1)).hasMessageContaining("pod-index -1");
+                null, null, null, null, null, null, -1, null)).hasMessageContaining("pod-index -1");
     }
 
     @Test
     void explicitValuesAreKept() {
         ExpertServerProperties p = new ExpertServerProperties(Path.of("/models/qwen"), "pod-a", 2, 5,
-                Strategy.STRIDED, "1,3", 128, WeightType.INT8, Path.of("/t.json"), 0.5, 3, null);
+                Strategy.STRIDED, "1,3", 128, WeightType.INT8, Path.of("/t.json"), 0.5, 3, null,
+                new ExpertServerProperties.Metrics(true));
 
         assertThat(p.model()).isEqualTo(Path.of("/models/qwen"));
         assertThat(p.serverId()).isEqualTo("pod-a");

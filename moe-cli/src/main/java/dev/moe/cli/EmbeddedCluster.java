@@ -34,8 +34,12 @@ public final class EmbeddedCluster implements AutoCloseable {
         this.router = router;
     }
 
-    /** One running service: its Spring context and the {@code host:port} its gRPC server listens on. */
-    public record Service(ConfigurableApplicationContext context, String address) implements AutoCloseable {
+    /**
+     * One running service: its Spring context, the {@code host:port} its gRPC server listens on and the base URL of
+     * its HTTP management port ({@code /actuator/prometheus}, {@code /actuator/health}).
+     */
+    public record Service(ConfigurableApplicationContext context, String address, String managementUrl)
+            implements AutoCloseable {
         @Override
         public void close() {
             context.close();
@@ -109,6 +113,8 @@ public final class EmbeddedCluster implements AutoCloseable {
         props.put("moe.expert.model", model.toString());
         props.put("spring.grpc.server.host", host);
         props.put("spring.grpc.server.port", 0);
+        props.put("server.address", host);
+        props.put("server.port", 0);
         props.putAll(properties);
         return run(ExpertServiceApplication.class, host, props);
     }
@@ -121,6 +127,8 @@ public final class EmbeddedCluster implements AutoCloseable {
         props.put("moe.router.expert-endpoints", String.join(",", expertAddresses));
         props.put("spring.grpc.server.host", host);
         props.put("spring.grpc.server.port", 0);
+        props.put("server.address", host);
+        props.put("server.port", 0);
         props.putAll(properties);
         return run(RouterServiceApplication.class, host, props);
     }
@@ -135,12 +143,15 @@ public final class EmbeddedCluster implements AutoCloseable {
         String[] args = all.entrySet().stream().map(e -> "--" + e.getKey() + "=" + e.getValue())
                 .toArray(String[]::new);
         ConfigurableApplicationContext context = new SpringApplicationBuilder(main)
-                .web(WebApplicationType.NONE)
+                .web(WebApplicationType.SERVLET)
                 .registerShutdownHook(false)
                 .listeners((ApplicationListener<GrpcServerStartedEvent>) event -> port.complete(event.getPort()))
                 .run(args);
+        // Boot publishes the port the management HTTP server bound (server.port=0: any free one); absent when off.
+        String httpPort = context.getEnvironment().getProperty("local.server.port");
+        String managementUrl = httpPort == null ? null : "http://" + host + ":" + httpPort;
         try {
-            return new Service(context, host + ":" + port.get(30, TimeUnit.SECONDS));
+            return new Service(context, host + ":" + port.get(30, TimeUnit.SECONDS), managementUrl);
         } catch (InterruptedException | ExecutionException | TimeoutException e) {
             context.close();
             throw new IllegalStateException(main.getSimpleName() + " started but its gRPC server did not report a port", e);

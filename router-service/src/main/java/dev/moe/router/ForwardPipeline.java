@@ -14,7 +14,9 @@ import dev.moe.router.dispatch.DispatchPlan;
 import dev.moe.router.dispatch.DispatchPlan.ServerBatch;
 import dev.moe.router.dispatch.ExpertDispatcher;
 import dev.moe.router.dispatch.ExpertDispatcher.PendingCall;
+import dev.moe.router.dispatch.ExpertRoutingTable;
 import dev.moe.router.gating.RouterModel;
+import dev.moe.router.metrics.RouterMetrics;
 import io.grpc.Deadline;
 import io.grpc.Status;
 import java.time.Duration;
@@ -31,14 +33,16 @@ public final class ForwardPipeline {
     private final ExpertDispatcher dispatcher;
     private final int maxTokensPerRequest;
     private final Duration dispatchTimeout;
+    private final RouterMetrics metrics;
 
     public ForwardPipeline(RouterModel model, ExpertDirectory directory, ExpertDispatcher dispatcher,
-                           int maxTokensPerRequest, Duration dispatchTimeout) {
+                           int maxTokensPerRequest, Duration dispatchTimeout, RouterMetrics metrics) {
         this.model = model;
         this.directory = directory;
         this.dispatcher = dispatcher;
         this.maxTokensPerRequest = maxTokensPerRequest;
         this.dispatchTimeout = dispatchTimeout;
+        this.metrics = metrics;
     }
 
     public int maxTokensPerRequest() {
@@ -75,7 +79,9 @@ public final class ForwardPipeline {
             }
         }
         // Dispatch: one call per server that hosts a chosen expert.
-        List<ServerBatch> batches = DispatchPlan.plan(routing, directory.table(), layerIndex);
+        ExpertRoutingTable table = directory.table();
+        List<ServerBatch> batches = DispatchPlan.plan(routing, table, layerIndex);
+        metrics.routed(layerIndex, routing, batches, table);
         Deadline deadline = Deadline.after(dispatchTimeout.toNanos(), TimeUnit.NANOSECONDS);
         List<PendingCall> calls = dispatcher.dispatch(layerIndex, model.fingerprint(), x, hidden, wireType, batches,
                 deadline);

@@ -11,6 +11,12 @@ import dev.moe.router.discovery.StaticExpertDiscovery;
 import dev.moe.router.dispatch.ExpertChannels;
 import dev.moe.router.dispatch.ExpertDispatcher;
 import dev.moe.router.gating.RouterModel;
+import dev.moe.router.metrics.ExpertLoadMetrics;
+import dev.moe.router.metrics.RouterMetrics;
+import dev.moe.router.metrics.RoutingEndpoint;
+import dev.moe.router.metrics.RoutingReference;
+import io.micrometer.core.instrument.MeterRegistry;
+import java.util.Map;
 import io.grpc.protobuf.services.HealthStatusManager;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -91,9 +97,39 @@ public class RouterConfiguration {
     }
 
     @Bean
-    ForwardPipeline forwardPipeline(RouterModel model, ExpertDirectory directory, RouterProperties properties) {
-        return new ForwardPipeline(model, directory, new ExpertDispatcher(), properties.maxTokensPerRequest(),
-                properties.dispatchTimeout());
+    RouterMetrics routerMetrics(MeterRegistry registry, RouterModel model, ExpertDirectory directory,
+                                RouterProperties properties) {
+        RouterProperties.Metrics m = properties.metrics();
+        Map<Integer, double[]> reference = null;
+        if (m.driftReference() != null) {
+            RoutingReference file = RoutingReference.read(m.driftReference());
+            if (file.numExperts() != model.config().numExperts()) {
+                throw new CheckpointException("routing reference " + m.driftReference() + " has num_experts "
+                        + file.numExperts() + ", the model has " + model.config().numExperts());
+            }
+            if (!file.modelFingerprint().equals(model.fingerprint())) {
+                log.warn("routing reference {} was taken on checkpoint {}, this router serves {}: drift compares"
+                        + " against another model's routing", m.driftReference(), file.modelFingerprint(),
+                        model.fingerprint());
+            }
+            reference = file.distributions();
+            log.info("router: drift measured against {} ({} layers)", m.driftReference(), reference.size());
+        }
+        ExpertLoadMetrics load = new ExpertLoadMetrics(registry, model.config().numExperts(),
+                model.config().moeLayers(), m.layerTag(), m.windowTokens(), reference);
+        return new RouterMetrics(registry, load, model.config().numExperts(), directory::table);
+    }
+
+    @Bean
+    RoutingEndpoint routingEndpoint(RouterMetrics metrics, RouterModel model) {
+        return new RoutingEndpoint(metrics.load(), model.fingerprint(), model.config().numExperts());
+    }
+
+    @Bean
+    ForwardPipeline forwardPipeline(RouterModel model, ExpertDirectory directory, RouterProperties properties,
+                                    RouterMetrics metrics) {
+        return new ForwardPipeline(model, directory, new ExpertDispatcher(metrics), properties.maxTokensPerRequest(),
+                properties.dispatchTimeout(), metrics);
     }
 
     @Bean

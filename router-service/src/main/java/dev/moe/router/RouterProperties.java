@@ -14,10 +14,29 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param maxTokensPerRequest  largest num_tokens of one ForwardRequest (RESOURCE_EXHAUSTED above)
  * @param dispatchTimeout      deadline of the expert calls of one forward
  * @param kubernetes           discovery of expert pods through the Kubernetes API (instead of expertEndpoints)
+ * @param metrics              expert-load metrics
  */
 @ConfigurationProperties("moe.router")
 public record RouterProperties(Path model, List<String> expertEndpoints, Integer maxTokensPerRequest,
-                               Duration dispatchTimeout, Kubernetes kubernetes) {
+                               Duration dispatchTimeout, Kubernetes kubernetes, Metrics metrics) {
+
+    /**
+     * Expert-load metrics ({@code moe.router.metrics.*}).
+     *
+     * @param layerTag       tag expert-load meters with the MoE layer (series × layers: 48 layers × 128 experts
+     *                       is 6144 series per meter, so off by default)
+     * @param windowTokens   tokens per layer in the sliding window of balancedness, entropy and drift
+     * @param driftReference routing-reference JSON file (from {@code GET /actuator/routing}) drift is measured
+     *                       against; none: each layer's first full window of traffic
+     */
+    public record Metrics(boolean layerTag, Integer windowTokens, Path driftReference) {
+        public Metrics {
+            windowTokens = windowTokens == null ? 4096 : windowTokens;
+            if (windowTokens < 1) {
+                throw new IllegalArgumentException("moe.router.metrics.window-tokens must be >= 1, got " + windowTokens);
+            }
+        }
+    }
 
     /**
      * Kubernetes discovery ({@code moe.router.kubernetes.*}).
@@ -41,5 +60,6 @@ public record RouterProperties(Path model, List<String> expertEndpoints, Integer
         maxTokensPerRequest = maxTokensPerRequest == null ? 16384 : maxTokensPerRequest;
         dispatchTimeout = dispatchTimeout == null ? Duration.ofSeconds(30) : dispatchTimeout;
         kubernetes = kubernetes == null ? new Kubernetes(false, null, null, null, null) : kubernetes;
+        metrics = metrics == null ? new Metrics(false, null, null) : metrics;
     }
 }

@@ -7,6 +7,7 @@ import dev.moe.core.sparsity.SparsityThresholds;
 import dev.moe.core.tensor.HiddenStatesCodec;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
 import dev.moe.expert.ExpertServerProperties;
+import dev.moe.expert.metrics.ExpertMetrics;
 import dev.moe.expert.shard.ExpertCallStats;
 import dev.moe.expert.shard.ExpertComputer;
 import dev.moe.expert.shard.ExpertShard;
@@ -37,12 +38,14 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
     private final ExpertComputer computer;
     private final ExpertServerProperties properties;
     private final ExpertCallStats stats;
+    private final ExpertMetrics metrics;
     private final DescribeShardResponse description;
 
     public ExpertGrpcService(ExpertShard shard, ExpertComputer computer, ExpertServerProperties properties,
-                             ExpertCallStats stats) {
+                             ExpertCallStats stats, ExpertMetrics metrics) {
         this.shard = shard;
         this.stats = stats;
+        this.metrics = metrics;
         this.computer = computer;
         this.properties = properties;
         MoeConfig config = shard.config();
@@ -83,11 +86,14 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
     @Override
     public void computeExperts(ComputeExpertsRequest request, StreamObserver<ComputeExpertsResponse> responseObserver) {
         ComputeExpertsResponse response;
+        metrics.callStarted();
         try {
             response = compute(request);
         } catch (StatusRuntimeException e) {
             responseObserver.onError(e);
             return;
+        } finally {
+            metrics.callEnded();
         }
         responseObserver.onNext(response);
         responseObserver.onCompleted();
@@ -160,8 +166,10 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
                 }
             }
         }
+        long start = System.nanoTime();
         ExpertComputer.Result result = computer.compute(experts, thresholds, x, numTokens, hidden, expertsPerToken,
                 expertIds, weights);
+        metrics.computed(layer, numTokens, result, System.nanoTime() - start);
         stats.record(numTokens, expertIds.length, result, hidden, config.moeIntermediateSize());
         float[] partial = result.partial();
         return ComputeExpertsResponse.newBuilder()

@@ -68,6 +68,11 @@ public final class KernelPool implements AutoCloseable {
         return workers.length + 1;
     }
 
+    /** Callers waiting for the pool while another caller's loop runs (an estimate, for monitoring). */
+    public int waitingCallers() {
+        return loopLock.getQueueLength();
+    }
+
     /** Runs {@code body} for every unit in [0, units) on the pool; returns when all are done, rethrowing a failure. */
     public void parallelFor(int units, IntConsumer body) {
         if (units <= 0) {

@@ -13,6 +13,7 @@ import dev.moe.router.ForwardPipeline;
 import dev.moe.router.discovery.ExpertDirectory;
 import dev.moe.router.dispatch.ExpertEndpoint;
 import dev.moe.router.gating.RouterModel;
+import dev.moe.router.metrics.RouterMetrics;
 import io.grpc.Status;
 import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
@@ -30,24 +31,38 @@ public class RouterGrpcService extends RouterServiceGrpc.RouterServiceImplBase {
     private final ForwardPipeline pipeline;
     private final RouterModel model;
     private final Supplier<Iterable<ExpertEndpoint>> endpoints;
+    private final RouterMetrics metrics;
 
-    public RouterGrpcService(ForwardPipeline pipeline, RouterModel model, ExpertDirectory directory) {
+    public RouterGrpcService(ForwardPipeline pipeline, RouterModel model, ExpertDirectory directory,
+                             RouterMetrics metrics) {
         this.pipeline = pipeline;
         this.model = model;
         this.endpoints = () -> directory.table().endpoints();
+        this.metrics = metrics;
     }
 
     @Override
     public void forward(ForwardRequest request, StreamObserver<ForwardResponse> responseObserver) {
+        long start = System.nanoTime();
         ForwardResponse response;
         try {
             response = pipeline.forward(request);
         } catch (RuntimeException e) {
-            responseObserver.onError(RouterErrors.toStatus(e).asRuntimeException());
+            Status status = RouterErrors.toStatus(e);
+            measure("Forward", request, status.getCode(), start);
+            responseObserver.onError(status.asRuntimeException());
             return;
         }
+        measure("Forward", request, Status.Code.OK, start);
         responseObserver.onNext(response);
         responseObserver.onCompleted();
+    }
+
+    /** Tokens count as the request declared them, unless more than the router accepts (then 0: never decoded). */
+    private void measure(String rpc, ForwardRequest request, Status.Code code, long start) {
+        int declared = request.getHiddenStates().getNumTokens();
+        int tokens = declared > 0 && declared <= pipeline.maxTokensPerRequest() ? declared : 0;
+        metrics.forwardCompleted(rpc, code, tokens, System.nanoTime() - start);
     }
 
     /**
@@ -74,11 +89,14 @@ public class RouterGrpcService extends RouterServiceGrpc.RouterServiceImplBase {
         return new StreamObserver<>() {
             @Override
             public void onNext(ForwardRequest request) {
+                long start = System.nanoTime();
                 ForwardStreamResponse result;
                 try {
                     result = ForwardStreamResponse.newBuilder().setResponse(pipeline.forward(request)).build();
+                    measure("ForwardStream", request, Status.Code.OK, start);
                 } catch (RuntimeException e) {
                     Status status = RouterErrors.toStatus(e);
+                    measure("ForwardStream", request, status.getCode(), start);
                     result = ForwardStreamResponse.newBuilder().setError(StreamError.newBuilder()
                             .setCode(status.getCode().value())
                             .setMessage(String.valueOf(status.getDescription()))

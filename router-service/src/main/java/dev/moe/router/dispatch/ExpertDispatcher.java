@@ -1,6 +1,8 @@
 package dev.moe.router.dispatch;
 
+import com.google.common.util.concurrent.Futures;
 import com.google.common.util.concurrent.ListenableFuture;
+import com.google.common.util.concurrent.MoreExecutors;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
 import dev.moe.proto.HiddenStatesPayloads;
 import dev.moe.proto.expert.v1.ComputeExpertsRequest;
@@ -18,6 +20,11 @@ import java.util.concurrent.ExecutionException;
  * state goes once per server, in the client's element type (BF16 stays BF16: half the bytes, no rounding).
  */
 public final class ExpertDispatcher {
+    private final DispatchListener listener;
+
+    public ExpertDispatcher(DispatchListener listener) {
+        this.listener = listener;
+    }
 
     /** A call in flight. */
     public record PendingCall(ServerBatch batch, ListenableFuture<ComputeExpertsResponse> response) {
@@ -41,10 +48,39 @@ public final class ExpertDispatcher {
             for (float w : batch.routingWeights()) {
                 request.addRoutingWeights(w);
             }
-            calls.add(new PendingCall(batch, batch.endpoint().stub().withDeadline(deadline)
-                    .computeExperts(request.build())));
+            ComputeExpertsRequest built = request.build();
+            long requestBytes = built.getSerializedSize();
+            long start = System.nanoTime();
+            ListenableFuture<ComputeExpertsResponse> response = batch.endpoint().stub().withDeadline(deadline)
+                    .computeExperts(built);
+            response.addListener(() -> listener.callCompleted(batch.endpoint(), outcome(response),
+                    System.nanoTime() - start, requestBytes, responseBytes(response)), MoreExecutors.directExecutor());
+            calls.add(new PendingCall(batch, response));
         }
         return calls;
+    }
+
+    private static Status.Code outcome(ListenableFuture<?> done) {
+        if (done.isCancelled()) {
+            return Status.Code.CANCELLED;
+        }
+        try {
+            Futures.getDone(done);
+            return Status.Code.OK;
+        } catch (ExecutionException e) {
+            return Status.fromThrowable(e.getCause()).getCode();
+        }
+    }
+
+    private static long responseBytes(ListenableFuture<ComputeExpertsResponse> done) {
+        if (done.isCancelled()) {
+            return 0;
+        }
+        try {
+            return Futures.getDone(done).getSerializedSize();
+        } catch (ExecutionException e) {
+            return 0;
+        }
     }
 
     /** Waits for one call; failures become a status naming the server and the layer. */

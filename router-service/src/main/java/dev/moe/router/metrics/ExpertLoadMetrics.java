@@ -65,7 +65,7 @@ public final class ExpertLoadMetrics {
     private final Map<Integer, Integer> layerIndex;
     private final boolean perLayerTags;
     private final int windowTokens;
-    private final double[] reference;          // normalised, or null → warm-up per layer
+    private final double[][] references;       // [layer index] normalised, or null → warm-up of that layer
     private final LayerWindow[] windows;       // [layer index]
     private final Counter[] routed;            // [group * numExperts + expert], group = layer index or 0
     private final ConcurrentMap<String, Counter>[] dispatched; // [group]
@@ -75,20 +75,28 @@ public final class ExpertLoadMetrics {
 
     public ExpertLoadMetrics(MeterRegistry registry, int numExperts, List<Integer> moeLayers, boolean perLayerTags,
                              int windowTokens) {
-        this(registry, numExperts, moeLayers, perLayerTags, windowTokens, null);
+        this(registry, numExperts, moeLayers, perLayerTags, windowTokens, (Map<Integer, double[]>) null);
+    }
+
+    /** One reference distribution for every MoE layer (see the full constructor). */
+    public ExpertLoadMetrics(MeterRegistry registry, int numExperts, List<Integer> moeLayers, boolean perLayerTags,
+                             int windowTokens, double[] referenceDistribution) {
+        this(registry, numExperts, moeLayers, perLayerTags, windowTokens, referenceDistribution == null ? null
+                : moeLayers.stream().collect(java.util.stream.Collectors.toMap(l -> l, l -> referenceDistribution)));
     }
 
     /**
-     * @param numExperts            routed experts per layer (≥ 2)
-     * @param moeLayers             the MoE layer numbers {@link #record} is called with
-     * @param perLayerTags          add a {@code layer} tag to every meter (cardinality × layers)
-     * @param windowTokens          sliding-window length in tokens, per layer
-     * @param referenceDistribution expert-selection reference for drift, {@code [numExperts]}, non-negative, any
-     *                              positive sum (normalised here); null → the first full window of each layer
+     * @param numExperts       routed experts per layer (≥ 2)
+     * @param moeLayers        the MoE layer numbers {@link #record} is called with
+     * @param perLayerTags     add a {@code layer} tag to every meter (cardinality × layers)
+     * @param windowTokens     sliding-window length in tokens, per layer
+     * @param referenceByLayer expert-selection reference for drift per MoE layer, {@code [numExperts]} each,
+     *                         non-negative, any positive sum (normalised here); a layer without one (or a null map)
+     *                         takes the first full window of its own traffic (warm-up)
      */
     @SuppressWarnings("unchecked")
     public ExpertLoadMetrics(MeterRegistry registry, int numExperts, List<Integer> moeLayers, boolean perLayerTags,
-                             int windowTokens, double[] referenceDistribution) {
+                             int windowTokens, Map<Integer, double[]> referenceByLayer) {
         this.registry = Objects.requireNonNull(registry, "registry");
         if (numExperts < 2) {
             throw new IllegalArgumentException("numExperts must be >= 2, got " + numExperts);
@@ -102,12 +110,26 @@ public final class ExpertLoadMetrics {
         this.numExperts = numExperts;
         this.perLayerTags = perLayerTags;
         this.windowTokens = windowTokens;
-        this.reference = referenceDistribution == null ? null : normalise(referenceDistribution, numExperts);
         this.layers = moeLayers.stream().mapToInt(Integer::intValue).toArray();
         this.layerIndex = new java.util.HashMap<>();
         for (int i = 0; i < layers.length; i++) {
             if (layerIndex.put(layers[i], i) != null) {
                 throw new IllegalArgumentException("duplicate MoE layer " + layers[i]);
+            }
+        }
+        this.references = new double[layers.length][];
+        if (referenceByLayer != null) {
+            for (Map.Entry<Integer, double[]> entry : referenceByLayer.entrySet()) {
+                Integer li = layerIndex.get(entry.getKey());
+                if (li == null) {
+                    throw new IllegalArgumentException("reference for layer " + entry.getKey()
+                            + ", which is not an MoE layer " + Arrays.toString(layers));
+                }
+                try {
+                    references[li] = normalise(entry.getValue(), numExperts);
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException("reference of layer " + entry.getKey() + ": " + e.getMessage(), e);
+                }
             }
         }
         int bucketCapacity = (windowTokens + BUCKETS - 1) / BUCKETS;
@@ -214,7 +236,7 @@ public final class ExpertLoadMetrics {
             }
         }
 
-        windows[li].add(routing.numTokens(), perExpert, slots, tokens, reference == null ? windowTokens : -1);
+        windows[li].add(routing.numTokens(), perExpert, slots, tokens, references[li] == null ? windowTokens : -1);
 
         int g = perLayerTags ? li : 0;
         for (int e = 0; e < numExperts; e++) {
@@ -281,6 +303,16 @@ public final class ExpertLoadMetrics {
         return driftAt(indexOf(layer));
     }
 
+    /** The MoE layer numbers, in the order given at construction. */
+    public List<Integer> moeLayers() {
+        return Arrays.stream(layers).boxed().toList();
+    }
+
+    /** Expert-selection counts of the layer's current window, {@code [numExperts]} (a copy). */
+    public long[] windowCounts(int layer) {
+        return windows[indexOf(layer)].expertCounts();
+    }
+
     private double balancednessAt(int li) {
         double[] meanMax = windows[li].serverMeanMax();
         return meanMax == null || meanMax[1] == 0 ? Double.NaN : meanMax[0] / meanMax[1];
@@ -300,7 +332,7 @@ public final class ExpertLoadMetrics {
 
     private double driftAt(int li) {
         LayerWindow w = windows[li];
-        double[] ref = reference != null ? reference : w.warmupReference();
+        double[] ref = references[li] != null ? references[li] : w.warmupReference();
         long[] counts = w.expertCounts();
         long total = 0;
         for (long c : counts) {
