@@ -81,8 +81,16 @@ public final class ExpertLoadMetrics {
     /** One reference distribution for every MoE layer (see the full constructor). */
     public ExpertLoadMetrics(MeterRegistry registry, int numExperts, List<Integer> moeLayers, boolean perLayerTags,
                              int windowTokens, double[] referenceDistribution) {
-        this(registry, numExperts, moeLayers, perLayerTags, windowTokens, referenceDistribution == null ? null
-                : moeLayers.stream().collect(java.util.stream.Collectors.toMap(l -> l, l -> referenceDistribution)));
+        this(registry, numExperts, moeLayers, perLayerTags, windowTokens, sameForEvery(moeLayers, referenceDistribution));
+    }
+
+    private static Map<Integer, double[]> sameForEvery(List<Integer> moeLayers, double[] reference) {
+        if (reference == null || moeLayers == null) {
+            return null;
+        }
+        Map<Integer, double[]> byLayer = new java.util.HashMap<>();
+        moeLayers.forEach(layer -> byLayer.put(layer, reference)); // duplicates are reported by the constructor
+        return byLayer;
     }
 
     /**

@@ -31,8 +31,8 @@ import tools.jackson.databind.node.ObjectNode;
  * }</pre>
  *
  * {@code expert_counts[e]} are token-to-expert assignments of expert {@code e} in the window (non-negative, at least
- * one positive per layer; {@code assignments} is their sum, informative only); only their proportions matter. Layers missing from the file fall back to the warm-up
- * window of their own traffic.
+ * one positive per layer; {@code assignments} is their sum, informative only); only their proportions matter.
+ * Layers missing from the file fall back to the warm-up window of their own traffic.
  *
  * @param modelFingerprint checkpoint the counts were taken on (a mismatch is reported, not refused: a reference from
  *                         the wrong checkpoint is exactly what drift should show)
@@ -111,8 +111,9 @@ public record RoutingReference(String modelFingerprint, int numExperts, SortedMa
             throw new IllegalArgumentException(where + "format must be \"" + FORMAT + "\", got " + root.get("format"));
         }
         JsonNode n = root.get("num_experts");
-        if (n == null || !n.isIntegralNumber() || n.asLong() < 2 || n.asLong() > 1 << 20) {
-            throw new IllegalArgumentException(where + "num_experts must be an integer >= 2, got " + n);
+        if (n == null || !n.isIntegralNumber() || !n.canConvertToLong() || n.asLong() < 2 || n.asLong() > 1 << 20) {
+            throw new IllegalArgumentException(where + "num_experts must be an integer in [2, " + (1 << 20) + "], got "
+                    + n);
         }
         int numExperts = n.asInt();
         JsonNode layers = root.get("layers");
@@ -127,9 +128,10 @@ public record RoutingReference(String modelFingerprint, int numExperts, SortedMa
             } catch (NumberFormatException e) {
                 layer = -1;
             }
-            if (layer < 0) {
+            // Canonical decimal only: "01" and "+1" would silently name layer 1 a second time.
+            if (layer < 0 || !Integer.toString(layer).equals(entry.getKey())) {
                 throw new IllegalArgumentException(where + "layer key '" + entry.getKey()
-                        + "' is not a non-negative integer");
+                        + "' is not a non-negative integer in canonical form (e.g. \"3\")");
             }
             JsonNode array = entry.getValue().get("expert_counts");
             String key = "layers." + entry.getKey() + ".expert_counts";
@@ -138,17 +140,17 @@ public record RoutingReference(String modelFingerprint, int numExperts, SortedMa
                         + " counts");
             }
             long[] c = new long[numExperts];
-            long sum = 0;
+            boolean anyPositive = false;
             for (int e = 0; e < numExperts; e++) {
                 JsonNode v = array.get(e);
-                if (!v.isIntegralNumber() || v.asLong() < 0) {
-                    throw new IllegalArgumentException(where + key + "[" + e + "] must be a non-negative integer, got "
-                            + v);
+                if (!v.isIntegralNumber() || !v.canConvertToLong() || v.asLong() < 0) {
+                    throw new IllegalArgumentException(where + key + "[" + e + "] must be a non-negative integer"
+                            + " below 2^63, got " + v);
                 }
                 c[e] = v.asLong();
-                sum += c[e];
+                anyPositive |= c[e] > 0;
             }
-            if (sum == 0) {
+            if (!anyPositive) {
                 throw new IllegalArgumentException(where + key + " is all zeros: take the reference after traffic");
             }
             counts.put(layer, c);

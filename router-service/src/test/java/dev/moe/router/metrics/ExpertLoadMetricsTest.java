@@ -280,4 +280,139 @@ class ExpertLoadMetricsTest {
         assertThat(routed(registry, 0)).isZero();
         assertThat(m.entropy()).isNaN();
     }
+
+    @Test
+    void perLayerReferenceForOneLayerWarmUpForTheOther() {
+        double[] lowHalf = {1, 1, 1, 1, 0, 0, 0, 0};
+        var m = new ExpertLoadMetrics(new SimpleMeterRegistry(), 8, List.of(0, 1), true, WINDOW,
+                Map.of(0, lowHalf));
+        assertThat(m.drift(0)).isNaN();
+        assertThat(m.drift(1)).isNaN();
+
+        // Layer 0 has its reference from the first forward: traffic on the other half drifts fully.
+        m.record(0, routing(1, 4, 5, 6, 7, 7, 6, 5, 4), servers(8));
+        assertThat(m.drift(0)).isCloseTo(1.0, within(1e-12));
+        // ... and keeps the given reference after a full window (no warm-up replaces it).
+        for (int i = 0; i < WINDOW / CHUNK; i++) {
+            m.record(0, routing(1, 4, 5, 6, 7, 7, 6, 5, 4), servers(8));
+        }
+        assertThat(m.drift(0)).isCloseTo(1.0, within(1e-12));
+
+        // Layer 1 takes the warm-up: NaN until its first full window, whatever layer 0 saw.
+        var random = new Random(5);
+        long[] warmup = recordTop1(m, 1, 8, WINDOW - CHUNK, () -> random.nextInt(8));
+        assertThat(m.drift(1)).isNaN();
+        assertThat(m.drift()).as("mean over the layers that have a drift").isCloseTo(1.0, within(1e-12));
+        long[] last = recordTop1(m, 1, 8, CHUNK, () -> random.nextInt(8));
+        for (int e = 0; e < 8; e++) {
+            warmup[e] += last[e];
+        }
+        assertThat(m.drift(1)).isCloseTo(0.0, within(1e-12));
+        assertThat(m.drift()).isCloseTo(0.5, within(1e-12));
+
+        // A full window of skewed traffic on layer 1 drifts against the warm-up, not against layer 0's reference.
+        long[] recent = recordTop1(m, 1, 8, WINDOW, () -> random.nextInt(3));
+        double expected = MetricsOracle.jensenShannon(MetricsOracle.normalise(recent), MetricsOracle.normalise(warmup));
+        double againstLayer0Ref = MetricsOracle.jensenShannon(MetricsOracle.normalise(recent),
+                MetricsOracle.normalise(new long[] {1, 1, 1, 1, 0, 0, 0, 0}));
+        assertThat(expected).isBetween(0.05, 0.95);
+        assertThat(Math.abs(expected - againstLayer0Ref)).isGreaterThan(0.01);
+        assertThat(m.drift(1)).isCloseTo(expected, within(1e-12));
+        assertThat(m.drift()).isCloseTo((1.0 + expected) / 2, within(1e-12));
+    }
+
+    @Test
+    void perLayerReferencesAreNormalisedIndependently() {
+        var random = new Random(9);
+        double[] ref0 = new double[8];
+        double[] ref2 = new double[8];
+        for (int e = 0; e < 8; e++) {
+            ref0[e] = 1000 * random.nextDouble();      // different scales: only proportions matter
+            ref2[e] = random.nextDouble() / 1000;
+        }
+        var m = new ExpertLoadMetrics(new SimpleMeterRegistry(), 8, List.of(0, 2), false, WINDOW,
+                Map.of(0, ref0, 2, ref2));
+        long[] c0 = recordTop1(m, 0, 8, 3 * CHUNK, () -> random.nextInt(8));
+        long[] c2 = recordTop1(m, 2, 8, 2 * CHUNK, () -> random.nextInt(4));
+        double d0 = MetricsOracle.jensenShannon(MetricsOracle.normalise(c0), normalise(ref0));
+        double d2 = MetricsOracle.jensenShannon(MetricsOracle.normalise(c2), normalise(ref2));
+        assertThat(m.drift(0)).isCloseTo(d0, within(1e-12));
+        assertThat(m.drift(2)).isCloseTo(d2, within(1e-12));
+        assertThat(m.drift()).isCloseTo((d0 + d2) / 2, within(1e-12));
+    }
+
+    private static double[] normalise(double[] v) {
+        double sum = Arrays.stream(v).sum();
+        return Arrays.stream(v).map(x -> x / sum).toArray();
+    }
+
+    @Test
+    void perLayerReferenceRejectionsNameTheLayer() {
+        var registry = new SimpleMeterRegistry();
+        List<Integer> layers = List.of(1, 3);
+        assertThatThrownBy(() -> new ExpertLoadMetrics(registry, 4, layers, false, WINDOW,
+                Map.of(1, new double[] {1, 1, 1, 1}, 2, new double[] {1, 1, 1, 1})))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("reference for layer 2")
+                .hasMessageContaining("not an MoE layer");
+        assertThatThrownBy(() -> new ExpertLoadMetrics(registry, 4, layers, false, WINDOW,
+                Map.of(3, new double[] {1, 1, 1})))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("layer 3")
+                .hasMessageContaining("3 entries, expected 4");
+        assertThatThrownBy(() -> new ExpertLoadMetrics(registry, 4, layers, false, WINDOW,
+                Map.of(1, new double[] {1, -1, 1, 1})))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("layer 1");
+        assertThatThrownBy(() -> new ExpertLoadMetrics(registry, 4, layers, false, WINDOW,
+                Map.of(3, new double[] {0, 0, 0, 0})))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("layer 3")
+                .hasMessageContaining("sums to 0");
+        assertThatThrownBy(() -> new ExpertLoadMetrics(registry, 4, layers, false, WINDOW,
+                Map.of(1, new double[] {1, Double.NaN, 1, 1})))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("layer 1");
+        // An empty map is every layer on warm-up.
+        var m = new ExpertLoadMetrics(new SimpleMeterRegistry(), 4, layers, false, WINDOW, Map.of());
+        m.record(1, routing(1, 0, 1, 2, 3), servers(4));
+        assertThat(m.drift(1)).isNaN();
+    }
+
+    @Test
+    void windowCountsAreWhatWasRecordedInTheWindow() {
+        var m = new ExpertLoadMetrics(new SimpleMeterRegistry(), 8, List.of(5, 1, 3), false, WINDOW);
+        assertThat(m.moeLayers()).containsExactly(5, 1, 3);
+        assertThat(m.windowCounts(3)).containsExactly(new long[8]);
+
+        // Top-2: both slots count.
+        m.record(1, routing(2, 0, 7, 3, 7, 2, 3), servers(3));
+        m.record(5, routing(1, 6, 6), servers(2));
+        assertThat(m.windowCounts(1)).containsExactly(1, 0, 1, 2, 0, 0, 0, 2);
+        assertThat(m.windowCounts(5)).containsExactly(0, 0, 0, 0, 0, 0, 2, 0);
+        assertThat(m.windowCounts(3)).containsExactly(new long[8]);
+
+        // A copy: changing it changes nothing.
+        long[] copy = m.windowCounts(1);
+        copy[0] = 1_000;
+        assertThat(m.windowCounts(1)[0]).isEqualTo(1);
+
+        // One bucket per CHUNK-token forward: after BUCKETS + 1 forwards the first one has left the window.
+        var random = new Random(13);
+        List<long[]> perForward = new ArrayList<>();
+        for (int f = 0; f < ExpertLoadMetrics.BUCKETS + 1; f++) {
+            perForward.add(recordTop1(m, 3, 8, CHUNK, () -> random.nextInt(8)));
+        }
+        long[] expected = new long[8];
+        for (int f = 1; f < perForward.size(); f++) {
+            for (int e = 0; e < 8; e++) {
+                expected[e] += perForward.get(f)[e];
+            }
+        }
+        assertThat(m.windowCounts(3)).containsExactly(expected);
+        assertThat(Arrays.stream(m.windowCounts(3)).sum()).isEqualTo(WINDOW);
+
+        assertThatThrownBy(() -> m.windowCounts(2)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("layer 2");
+    }
 }
