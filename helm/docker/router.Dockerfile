@@ -30,5 +30,6 @@ WORKDIR /tmp
 # -XX:MaxDirectMemorySize); -XX:-UsePerfData keeps the JVM from writing hsperfdata, so the root filesystem may be
 # read-only with only /tmp writable.
 ENV JAVA_TOOL_OPTIONS="--add-modules=jdk.incubator.vector -XX:-UsePerfData"
-EXPOSE 9090
+# gRPC, and the actuator (metrics, health, routing reference) HTTP port
+EXPOSE 9090 8080
 ENTRYPOINT ["java", "-XX:+ExitOnOutOfMemoryError", "-jar", "/app/router.jar"]

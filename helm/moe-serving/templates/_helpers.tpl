@@ -171,3 +171,53 @@ pvc | hostPath | image | emptyDir (emptyDir is filled by the download init conta
   {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+--server.port of one component: its metrics port (the actuator's HTTP server), or -1 (no HTTP server) when metrics
+are disabled. Fails when the metrics port collides with the component's gRPC port.
+Call with (dict "root" $ "component" "router").
+*/}}
+{{- define "moe-serving.serverPortArg" -}}
+{{- $v := .root.Values }}
+{{- if $v.metrics.enabled }}
+{{- $port := int (get $v.metrics .component).port }}
+{{- if eq $port (int (get $v .component).grpcPort) }}
+{{- fail (printf "metrics.%s.port must differ from %s.grpcPort (%d)" .component .component $port) }}
+{{- end }}
+{{- printf "--server.port=%d" $port }}
+{{- else }}
+{{- print "--server.port=-1" }}
+{{- end }}
+{{- end }}
+
+{{/* The container port named metrics of one component (nothing when metrics are disabled). */}}
+{{- define "moe-serving.metricsContainerPort" -}}
+{{- if .root.Values.metrics.enabled }}
+- name: metrics
+  containerPort: {{ (get .root.Values.metrics .component).port }}
+  protocol: TCP
+{{- end }}
+{{- end }}
+
+{{/* The Service port named metrics of one component (nothing when metrics are disabled). */}}
+{{- define "moe-serving.metricsServicePort" -}}
+{{- if .root.Values.metrics.enabled }}
+- name: metrics
+  port: {{ (get .root.Values.metrics .component).port }}
+  targetPort: metrics
+  protocol: TCP
+  appProtocol: http
+{{- end }}
+{{- end }}
+
+{{/*
+PromQL label matchers of the PrometheusRule (prometheusRule.selector through tpl, default namespace="<release
+namespace>"), inserted into every metric selector of every rule.
+*/}}
+{{- define "moe-serving.ruleSelector" -}}
+{{- with .Values.prometheusRule.selector }}
+{{- tpl . $ | trim }}
+{{- else }}
+{{- printf "namespace=%q" .Release.Namespace }}
+{{- end }}
+{{- end }}

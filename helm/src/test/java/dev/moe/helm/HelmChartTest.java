@@ -1,16 +1,21 @@
 package dev.moe.helm;
 
+import static dev.moe.helm.Charts.boolValue;
+import static dev.moe.helm.Charts.intValue;
+import static dev.moe.helm.Charts.render;
+import static dev.moe.helm.Charts.template;
+import static dev.moe.helm.Charts.value;
+import static dev.moe.helm.Charts.yamlValues;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import com.marcnuri.helm.Helm;
 import com.marcnuri.helm.LintResult;
-import com.marcnuri.helm.TemplateCommand;
+import dev.moe.helm.Charts.Rendering;
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.ContainerPort;
+import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.HasMetadata;
-import io.fabric8.kubernetes.api.model.KubernetesList;
 import io.fabric8.kubernetes.api.model.PodTemplateSpec;
 import io.fabric8.kubernetes.api.model.Probe;
 import io.fabric8.kubernetes.api.model.Service;
@@ -18,6 +23,7 @@ import io.fabric8.kubernetes.api.model.ServicePort;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
 import io.fabric8.kubernetes.api.model.apps.StatefulSet;
 import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy;
+import io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicyIngressRule;
 import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget;
 import io.fabric8.kubernetes.api.model.rbac.PolicyRule;
 import io.fabric8.kubernetes.api.model.rbac.Role;
@@ -26,128 +32,44 @@ import io.fabric8.kubernetes.client.utils.Serialization;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
-import java.util.TreeMap;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Lints and renders helm/moe-serving with the bundled Helm (helm-java) for the default values and every
  * ci/*-values.yaml, parses each rendered document with fabric8 and checks that the objects agree with each other and
- * with what the router and expert services actually do (ports, health services, arguments, discovery RBAC).
+ * with what the router and expert services actually do (ports, health services, arguments, discovery RBAC, metrics
+ * endpoints and their scraping).
  */
 class HelmChartTest {
-    static final Path CHART = Path.of("moe-serving").toAbsolutePath();
-    static final String RELEASE = "moe";
-    static final String NAMESPACE = "inference";
+    static final Path CHART = Charts.CHART;
+    static final String RELEASE = Charts.RELEASE;
+    static final String NAMESPACE = Charts.NAMESPACE;
     static final int ROUTER_PORT = 9090; // router-service-defaults.properties
     static final int EXPERT_PORT = 9091; // expert-service-defaults.properties
     static final Set<String> SELECTOR_KEYS =
             Set.of("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component");
 
-    /** One rendering: the values file (null = defaults) and its parsed objects. */
-    record Rendering(String name, List<HasMetadata> objects) {
-        <T extends HasMetadata> List<T> all(Class<T> type) {
-            return objects.stream().filter(type::isInstance).map(type::cast).toList();
-        }
-
-        <T extends HasMetadata> T one(Class<T> type) {
-            List<T> found = all(type);
-            assertThat(found).as("%s in %s", type.getSimpleName(), name).hasSize(1);
-            return found.getFirst();
-        }
-
-        @Override
-        public String toString() {
-            return name;
-        }
-    }
-
     static Stream<Path> valuesFiles() throws IOException {
-        List<Path> files = new ArrayList<>();
-        files.add(null);
-        try (Stream<Path> ci = Files.list(CHART.resolve("ci"))) {
-            ci.filter(p -> p.getFileName().toString().endsWith("-values.yaml")).sorted().forEach(files::add);
-        }
-        return files.stream();
+        return Charts.valuesFiles();
     }
 
-    static String template(Path values, Map<String, Object> sets) {
-        TemplateCommand command = new Helm(CHART).template().withName(RELEASE).withNamespace(NAMESPACE)
-                .withKubeVersion("1.31.0"); // the chart needs >= 1.28 (pod-index label); helm defaults to 1.20
-        if (values != null) {
-            command = command.withValuesFile(values);
-        }
-        for (Map.Entry<String, Object> set : sets.entrySet()) {
-            command = command.set(set.getKey(), set.getValue());
-        }
-        return command.call();
-    }
-
-    static Rendering render(Path values) {
-        String yaml = template(values, Map.of());
-        List<HasMetadata> objects = new ArrayList<>();
-        for (String document : yaml.split("(?m)^---\\s*$")) {
-            if (document.lines().allMatch(l -> l.isBlank() || l.startsWith("#"))) {
-                continue;
-            }
-            Object parsed = Serialization.unmarshal(document);
-            if (parsed instanceof KubernetesList list) {
-                objects.addAll(list.getItems());
-            } else {
-                assertThat(parsed).as("document of %s:\n%s", values, document).isInstanceOf(HasMetadata.class);
-                objects.add((HasMetadata) parsed);
-            }
-        }
-        return new Rendering(values == null ? "default values" : values.getFileName().toString(), objects);
-    }
-
-    static Map<String, String> yamlValues(Path values) throws IOException {
-        // Tiny reader for the few scalar keys the assertions need (shards/replicasPerShard): key -> value.
-        Map<String, String> flat = new TreeMap<>();
-        if (values == null) {
-            values = CHART.resolve("values.yaml");
-        }
-        List<String> path = new ArrayList<>();
-        List<Integer> indents = new ArrayList<>();
-        for (String line : Files.readAllLines(values)) {
-            String trimmed = line.strip();
-            if (trimmed.isEmpty() || trimmed.startsWith("#") || trimmed.startsWith("-") || !trimmed.contains(":")) {
-                continue;
-            }
-            int indent = line.indexOf(trimmed);
-            while (!indents.isEmpty() && indents.getLast() >= indent) {
-                indents.removeLast();
-                path.removeLast();
-            }
-            String key = trimmed.substring(0, trimmed.indexOf(':'));
-            String value = trimmed.substring(trimmed.indexOf(':') + 1).strip();
-            path.add(key);
-            indents.add(indent);
-            if (!value.isEmpty()) {
-                flat.put(String.join(".", path), value.replace("\"", ""));
-            }
-        }
-        return flat;
-    }
-
-    static int intValue(Path values, String key) throws IOException {
-        String v = yamlValues(values).get(key);
-        return Integer.parseInt(v != null ? v : yamlValues(null).get(key));
-    }
-
-    @Test
-    void chartLints() {
-        LintResult result = new Helm(CHART).lint().strict().call();
-        assertThat(result.isFailed()).as("helm lint --strict: %s", result.getMessages()).isFalse();
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesFiles")
+    void chartLints(Path values, @TempDir Path scratch) throws IOException {
+        LintResult result = Charts.lint(values, scratch);
+        assertThat(result.isFailed()).as("helm lint --strict with %s: %s", values, result.getMessages()).isFalse();
+        assertThat(result.getMessages()).as("helm lint --strict with %s", values)
+                .noneMatch(m -> m.contains("[ERROR]") || m.contains("[WARNING]"));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -171,14 +93,36 @@ class HelmChartTest {
             assertSelector(pdb.getSpec().getSelector().getMatchLabels(), podLabels.get(component), component, r);
         }
         assertThat(r.all(PodDisruptionBudget.class)).hasSize(2);
+        assertThat(r.all(NetworkPolicy.class)).hasSize(boolValue(values, "networkPolicy.enabled") ? 1 : 0);
         for (NetworkPolicy policy : r.all(NetworkPolicy.class)) {
             assertSelector(policy.getSpec().getPodSelector().getMatchLabels(), podLabels.get("expert"), "expert", r);
-            var peers = policy.getSpec().getIngress().getFirst().getFrom();
-            assertThat(peers).hasSize(1);
-            assertSelector(peers.getFirst().getPodSelector().getMatchLabels(), podLabels.get("router"), "router", r);
-            assertThat(peers.getFirst().getNamespaceSelector()).isNull();
-            assertThat(policy.getSpec().getIngress().getFirst().getPorts())
-                    .singleElement().satisfies(p -> assertThat(p.getPort().getStrVal()).isEqualTo("grpc"));
+            // gRPC: only this release's router pods.
+            NetworkPolicyIngressRule grpc = policy.getSpec().getIngress().getFirst();
+            assertThat(grpc.getFrom()).hasSize(1);
+            assertSelector(grpc.getFrom().getFirst().getPodSelector().getMatchLabels(), podLabels.get("router"),
+                    "router", r);
+            assertThat(grpc.getFrom().getFirst().getNamespaceSelector()).isNull();
+            assertThat(grpc.getPorts()).singleElement()
+                    .satisfies(p -> assertThat(p.getPort().getStrVal()).isEqualTo("grpc"));
+            // metrics: networkPolicy.metricsFrom, and no peers at all (= any source) when that is empty.
+            List<NetworkPolicyIngressRule> metrics = policy.getSpec().getIngress().stream()
+                    .filter(rule -> rule.getPorts().stream().anyMatch(p -> "metrics".equals(p.getPort().getStrVal())))
+                    .toList();
+            if (!boolValue(values, "metrics.enabled")) {
+                assertThat(metrics).isEmpty();
+                continue;
+            }
+            assertThat(metrics).singleElement().satisfies(rule -> {
+                assertThat(rule.getPorts()).singleElement()
+                        .satisfies(p -> assertThat(p.getPort().getStrVal()).isEqualTo("metrics"));
+                List<?> expected = (List<?>) Charts.raw(values, "networkPolicy.metricsFrom");
+                if (expected.isEmpty()) {
+                    assertThat(rule.getFrom()).isNullOrEmpty();
+                } else {
+                    assertThat(Serialization.jsonMapper().convertValue(rule.getFrom(), List.class)).isEqualTo(expected);
+                }
+            });
+            assertThat(policy.getSpec().getIngress()).hasSize(2);
         }
         // Every object carries the recommended labels.
         for (HasMetadata object : r.objects()) {
@@ -239,6 +183,34 @@ class HelmChartTest {
         assertThat(r.one(StatefulSet.class).getSpec().getServiceName())
                 .isEqualTo(expertService.getMetadata().getName());
 
+        // Metrics: the actuator's HTTP server on a port named metrics of container and Service, or no HTTP server.
+        boolean metrics = boolValue(values, "metrics.enabled");
+        for (String component : List.of("router", "expert")) {
+            Container c = "router".equals(component) ? router : expert;
+            Service service = service(r, component);
+            Optional<ContainerPort> containerPort = c.getPorts().stream()
+                    .filter(p -> "metrics".equals(p.getName())).findFirst();
+            Optional<ServicePort> servicePort = service.getSpec().getPorts().stream()
+                    .filter(p -> "metrics".equals(p.getName())).findFirst();
+            if (!metrics) {
+                assertThat(c.getArgs()).contains("--server.port=-1");
+                assertThat(containerPort).isEmpty();
+                assertThat(servicePort).isEmpty();
+                continue;
+            }
+            int port = intValue(values, "metrics." + component + ".port");
+            assertThat(port).isNotEqualTo(grpcPort(c));
+            assertThat(c.getArgs()).contains("--server.port=" + port)
+                    .filteredOn(a -> a.startsWith("--server.port=")).hasSize(1);
+            assertThat(containerPort).get().satisfies(p -> {
+                assertThat(p.getContainerPort()).isEqualTo(port);
+                assertThat(p.getProtocol()).isEqualTo("TCP");
+            });
+            assertThat(servicePort).get().satisfies(p -> {
+                assertThat(p.getPort()).isEqualTo(port);
+                assertThat(p.getTargetPort().getStrVal()).isEqualTo("metrics");
+            });
+        }
         // Every named targetPort and probe port exists on the selected container.
         for (Service service : r.all(Service.class)) {
             Container c = "router".equals(service.getSpec().getSelector().get("app.kubernetes.io/component"))
@@ -323,7 +295,7 @@ class HelmChartTest {
     @MethodSource("valuesFiles")
     void dashboardsAreValidJsonWithTheSidecarLabel(Path values) throws IOException {
         Rendering r = render(values);
-        boolean enabled = !"false".equals(yamlValues(values).get("dashboards.enabled"));
+        boolean enabled = boolValue(values, "dashboards.enabled");
         List<ConfigMap> dashboards = r.all(ConfigMap.class).stream()
                 .filter(c -> "dashboards".equals(c.getMetadata().getLabels().get("app.kubernetes.io/component")))
                 .toList();
@@ -342,16 +314,99 @@ class HelmChartTest {
             String json = cm.getData().values().iterator().next();
             @SuppressWarnings("unchecked")
             Map<String, Object> dashboard = Serialization.jsonMapper().readValue(json, Map.class);
-            assertThat(dashboard).containsKeys("uid", "title", "panels");
-            assertThat(json).contains("moe_router_routed_tokens_total").contains("grpc_server_seconds_count");
+            assertThat(dashboard).containsKeys("uid", "title", "panels", "templating");
+            assertThat(cm.getMetadata().getNamespace())
+                    .isEqualTo(value(values, "dashboards.namespace").isEmpty() ? NAMESPACE
+                            : value(values, "dashboards.namespace"));
         }
     }
 
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesFiles")
+    void serviceMonitorsScrapeTheNamedMetricsPortOfEachComponent(Path values) {
+        Rendering r = render(values);
+        List<GenericKubernetesResource> monitors = r.custom("ServiceMonitor");
+        if (!boolValue(values, "serviceMonitor.enabled") || !boolValue(values, "metrics.enabled")) {
+            assertThat(monitors).isEmpty();
+            return;
+        }
+        assertThat(monitors).hasSize(2);
+        Map<String, String> additional = yamlValues(values).entrySet().stream()
+                .filter(e -> e.getKey().startsWith("serviceMonitor.additionalLabels."))
+                .collect(Collectors.toMap(e -> e.getKey().substring("serviceMonitor.additionalLabels.".length()),
+                        Map.Entry::getValue));
+        for (String component : List.of("router", "expert")) {
+            GenericKubernetesResource monitor = monitors.stream().filter(m ->
+                    component.equals(m.getMetadata().getLabels().get("app.kubernetes.io/component"))).findFirst()
+                    .orElseThrow();
+            assertThat(monitor.getApiVersion()).isEqualTo("monitoring.coreos.com/v1");
+            assertThat(monitor.getMetadata().getNamespace()).isEqualTo(NAMESPACE);
+            assertThat(monitor.getMetadata().getLabels()).containsAllEntriesOf(additional);
+            Service service = service(r, component);
+            assertThat(monitor.<List<String>>get("spec", "namespaceSelector", "matchNames")).containsExactly(NAMESPACE);
+            Map<String, String> selector = monitor.get("spec", "selector", "matchLabels");
+            assertThat(service.getMetadata().getLabels()).containsAllEntriesOf(selector);
+            assertThat(r.all(Service.class)).filteredOn(s -> s.getMetadata().getLabels().entrySet()
+                    .containsAll(selector.entrySet())).containsExactly(service);
+            List<Map<String, Object>> endpoints = monitor.get("spec", "endpoints");
+            assertThat(endpoints).singleElement().satisfies(e -> {
+                assertThat(e).containsEntry("port", "metrics").containsEntry("path", value(values, "metrics.path"));
+                Optional.ofNullable(yamlValues(values).get("serviceMonitor.interval")).filter(i -> !i.isEmpty())
+                        .ifPresent(i -> assertThat(e).containsEntry("interval", i));
+            });
+            assertThat(service.getSpec().getPorts()).anySatisfy(p -> {
+                assertThat(p.getName()).isEqualTo("metrics");
+                assertThat(p.getPort()).isEqualTo(intValue(values, "metrics." + component + ".port"));
+            });
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valuesFiles")
+    void metricsSettingsBecomeServiceArguments(Path values) {
+        Rendering r = render(values);
+        PodTemplateSpec routerPod = r.one(Deployment.class).getSpec().getTemplate();
+        Container router = routerPod.getSpec().getContainers().getFirst();
+        Container expert = r.one(StatefulSet.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
+        String layerTag = value(values, "metrics.layerTag");
+        assertThat(layerTag).isIn("true", "false");
+        assertThat(arg(router, "--moe.router.metrics.layer-tag=")).isEqualTo(layerTag);
+        assertThat(arg(expert, "--moe.expert.metrics.layer-tag=")).isEqualTo(layerTag);
+        assertThat(arg(router, "--moe.router.metrics.window-tokens="))
+                .isEqualTo(Integer.toString(intValue(values, "metrics.windowTokens")));
+
+        String reference = value(values, "metrics.driftReference");
+        if (reference.isEmpty()) {
+            assertThat(router.getArgs()).noneMatch(a -> a.startsWith("--moe.router.metrics.drift-reference"));
+            assertThat(routerPod.getSpec().getVolumes()).noneMatch(v -> "routing-reference".equals(v.getName()));
+            return;
+        }
+        String file = arg(router, "--moe.router.metrics.drift-reference=");
+        assertThat(file).isEqualTo("/etc/moe/routing-reference/routing-reference.json");
+        assertThat(router.getVolumeMounts()).anySatisfy(m -> {
+            assertThat(m.getName()).isEqualTo("routing-reference");
+            assertThat(m.getReadOnly()).isTrue();
+            assertThat(file).startsWith(m.getMountPath() + "/");
+            assertThat(routerPod.getSpec().getVolumes()).anySatisfy(v -> {
+                assertThat(v.getName()).isEqualTo("routing-reference");
+                assertThat(v.getConfigMap().getName()).isEqualTo(reference);
+                assertThat(v.getConfigMap().getItems()).singleElement().satisfies(item -> {
+                    assertThat(item.getKey()).isEqualTo("routing-reference.json");
+                    assertThat(m.getMountPath() + "/" + item.getPath()).isEqualTo(file);
+                });
+            });
+        });
+    }
+
     @Test
-    void monitoringValuesRenderServiceMonitorsOnTheMetricsPort() {
-        String yaml = template(CHART.resolve("ci/monitoring-values.yaml"), Map.of());
-        assertThat(yaml).contains("kind: ServiceMonitor").contains("port: metrics").contains("release: kube-prometheus-stack");
-        assertThat(template(null, Map.of())).doesNotContain("kind: ServiceMonitor").doesNotContain("name: metrics");
+    void metricsPortMustDifferFromTheGrpcPort() {
+        assertThatThrownBy(() -> template(null, Map.of("metrics.router.port", ROUTER_PORT)))
+                .hasMessageContaining("metrics.router.port must differ from router.grpcPort");
+        assertThatThrownBy(() -> template(null, Map.of("metrics.expert.port", EXPERT_PORT)))
+                .hasMessageContaining("metrics.expert.port must differ from expert.grpcPort");
+        // Disabled metrics never bind the port, so the values do not matter then.
+        assertThat(template(null, Map.of("metrics.enabled", false, "metrics.router.port", ROUTER_PORT)))
+                .contains("--server.port=-1");
     }
 
     @Test
@@ -389,7 +444,15 @@ class HelmChartTest {
     static Stream<Object[]> badValues() {
         return Stream.of(new Object[] {"expert.shards", 0}, new Object[] {"expert.shards", "two"},
                 new Object[] {"expert.replicasPerShard", -1}, new Object[] {"expert.weights", "FP16"},
-                new Object[] {"model.source", "s3"}, new Object[] {"router.grpcPort", 70000});
+                new Object[] {"model.source", "s3"}, new Object[] {"router.grpcPort", 70000},
+                new Object[] {"metrics.port", 8080}, // replaced by metrics.router.port / metrics.expert.port
+                new Object[] {"metrics.router.port", 0}, new Object[] {"metrics.expert.port", "http"},
+                new Object[] {"metrics.windowTokens", 0}, new Object[] {"metrics.layerTag", "yes"},
+                new Object[] {"metrics.driftReference", "Not_A_Name"},
+                new Object[] {"prometheusRule.selector", "x=\"1\"} or up{y=\"2\""},
+                new Object[] {"prometheusRule.rules.lowBalancedness.threshold", 2},
+                new Object[] {"prometheusRule.rules.forwardErrors.for", "5 minutes"},
+                new Object[] {"prometheusRule.rules.routingDrift.treshold", 0.3});
     }
 
     private static Service service(Rendering r, String component) {

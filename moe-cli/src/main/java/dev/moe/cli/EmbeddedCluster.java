@@ -36,7 +36,8 @@ public final class EmbeddedCluster implements AutoCloseable {
 
     /**
      * One running service: its Spring context, the {@code host:port} its gRPC server listens on and the base URL of
-     * its HTTP management port ({@code /actuator/prometheus}, {@code /actuator/health}).
+     * its HTTP management port ({@code /actuator/prometheus}, {@code /actuator/health}), null when HTTP is off
+     * ({@code server.port=-1}).
      */
     public record Service(ConfigurableApplicationContext context, String address, String managementUrl)
             implements AutoCloseable {
@@ -147,9 +148,9 @@ public final class EmbeddedCluster implements AutoCloseable {
                 .registerShutdownHook(false)
                 .listeners((ApplicationListener<GrpcServerStartedEvent>) event -> port.complete(event.getPort()))
                 .run(args);
-        // Boot publishes the port the management HTTP server bound (server.port=0: any free one); absent when off.
-        String httpPort = context.getEnvironment().getProperty("local.server.port");
-        String managementUrl = httpPort == null ? null : "http://" + host + ":" + httpPort;
+        // Boot publishes the port the management HTTP server bound (server.port=0: any free one); -1 when it is off.
+        Integer httpPort = context.getEnvironment().getProperty("local.server.port", Integer.class);
+        String managementUrl = httpPort == null || httpPort < 1 ? null : "http://" + host + ":" + httpPort;
         try {
             return new Service(context, host + ":" + port.get(30, TimeUnit.SECONDS), managementUrl);
         } catch (InterruptedException | ExecutionException | TimeoutException e) {

@@ -2,7 +2,6 @@ package dev.moe.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import com.marcnuri.helm.Helm;
 import dev.moe.core.checkpoint.DType;
 import dev.moe.core.checkpoint.SyntheticCheckpoint;
 import dev.moe.core.checkpoint.SyntheticCheckpoint.Spec;
@@ -14,7 +13,6 @@ import dev.moe.proto.router.v1.RouterServiceGrpc;
 import dev.moe.router.discovery.ExpertDirectory;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.HasMetadata;
-import io.fabric8.kubernetes.api.model.KubernetesList;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
@@ -22,7 +20,6 @@ import io.fabric8.kubernetes.api.model.apps.StatefulSet;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.server.mock.KubernetesCrudDispatcher;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
-import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.mockwebserver.Context;
 import io.fabric8.mockwebserver.MockWebServer;
 import io.grpc.ManagedChannel;
@@ -44,7 +41,6 @@ import org.junit.jupiter.api.io.TempDir;
  * selectors, port names or argument names, the router finds no experts and this test fails.
  */
 class ChartDrivenDiscoveryTest {
-    private static final Path CHART = Path.of("..", "helm", "moe-serving");
     private static final String NAMESPACE = "moe-test";
 
     @Test
@@ -71,6 +67,9 @@ class ChartDrivenDiscoveryTest {
                         Integer.toString(ordinal), "POD_NAME", experts.getMetadata().getName() + "-" + ordinal));
                 args.put("moe.expert.model", model.toString()); // the chart's mount path, here a local folder
                 args.put("spring.grpc.server.port", 0);
+                // The chart's metrics port; any free one here, the pods of this test share a machine.
+                assertThat(args).containsEntry("server.port", "8081");
+                args.put("server.port", 0);
                 args.put("logging.level.root", "WARN");
                 EmbeddedCluster.Service expert = EmbeddedCluster.startExpert(model, host, args);
                 started.add(expert);
@@ -82,6 +81,8 @@ class ChartDrivenDiscoveryTest {
             routerArgs.put("moe.router.model", model.toString());
             routerArgs.put("moe.router.kubernetes.master-url", server.url("/"));
             routerArgs.put("spring.grpc.server.port", 0);
+            assertThat(routerArgs).containsEntry("server.port", "8080");
+            routerArgs.put("server.port", 0);
             routerArgs.put("logging.level.root", "WARN");
             EmbeddedCluster.Service router = EmbeddedCluster.startRouter(model, "127.0.0.1", List.of(), routerArgs);
             started.add(router);
@@ -112,21 +113,7 @@ class ChartDrivenDiscoveryTest {
     }
 
     private static List<HasMetadata> render() {
-        String yaml = new Helm(CHART).template().withName("moe").withNamespace(NAMESPACE).withKubeVersion("1.31.0")
-                .set("expert.shards", 3).set("expert.weights", "F32").call();
-        List<HasMetadata> objects = new ArrayList<>();
-        for (String document : yaml.split("(?m)^---\\s*$")) {
-            if (document.lines().allMatch(l -> l.isBlank() || l.startsWith("#"))) {
-                continue;
-            }
-            Object parsed = Serialization.unmarshal(document);
-            if (parsed instanceof KubernetesList list) {
-                objects.addAll(list.getItems());
-            } else if (parsed instanceof HasMetadata object) {
-                objects.add(object);
-            }
-        }
-        return objects;
+        return RenderedChart.render(NAMESPACE, Map.of("expert.shards", 3, "expert.weights", "F32"));
     }
 
     private static <T extends HasMetadata> T only(List<HasMetadata> objects, Class<T> type) {

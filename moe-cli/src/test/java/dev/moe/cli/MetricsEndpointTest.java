@@ -295,6 +295,24 @@ class MetricsEndpointTest {
         }
     }
 
+    @Test
+    @Order(5)
+    void serverPortMinusOneTurnsHttpOffAndGrpcStillServes() throws Exception {
+        // What the chart passes with metrics.enabled=false.
+        try (EmbeddedCluster.Service expert = EmbeddedCluster.startExpert(model, "127.0.0.1",
+                java.util.Map.of("logging.level.root", "WARN", "server.port", -1))) {
+            assertThat(expert.managementUrl()).isNull();
+            ManagedChannel c = RouterCalls.channel(expert.address());
+            try {
+                assertThat(dev.moe.proto.expert.v1.ExpertServiceGrpc.newBlockingStub(c).describeShard(
+                        dev.moe.proto.expert.v1.DescribeShardRequest.getDefaultInstance()).getExpertIdsCount())
+                        .isEqualTo(EXPERTS);
+            } finally {
+                RouterCalls.close(c);
+            }
+        }
+    }
+
     private static void awaitServing(EmbeddedCluster.Service router) throws InterruptedException {
         var directory = router.context().getBean(dev.moe.router.discovery.ExpertDirectory.class);
         assertThat(directory.awaitCoverage(java.time.Duration.ofSeconds(30))).isTrue();
