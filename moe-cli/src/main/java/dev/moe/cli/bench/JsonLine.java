@@ -35,7 +35,10 @@ final class JsonLine {
         return this;
     }
 
-    /** A number with at most {@code decimals} decimals (trailing zeros dropped). */
+    /**
+     * A number with at most {@code decimals} decimals (trailing zeros dropped); a non-zero value too small for them
+     * keeps three significant digits instead of becoming 0 (a tiny shape on a loaded machine can be that slow).
+     */
     JsonLine put(String key, double value, int decimals) {
         key(key);
         if (!Double.isFinite(value)) {
@@ -43,6 +46,9 @@ final class JsonLine {
             return this;
         }
         String s = String.format(Locale.ROOT, "%." + decimals + "f", value);
+        if (value != 0 && Double.parseDouble(s) == 0) {
+            s = new java.math.BigDecimal(value).round(new java.math.MathContext(3)).toPlainString();
+        }
         if (s.indexOf('.') >= 0) {
             int end = s.length();
             while (s.charAt(end - 1) == '0') {
