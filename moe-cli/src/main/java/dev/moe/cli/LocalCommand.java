@@ -195,10 +195,15 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
         for (ExpertServerInfo server : d.getExpertServersList()) {
             out.printf("%-10s %s experts %s%n", server.getServerId(), server.getAddress(), ranges(server.getExpertIdsList()));
         }
-        out.printf("metrics    %s/actuator/prometheus (router)%n", cluster.router().managementUrl());
+        if (cluster.router().managementUrl() != null) {
+            out.printf("metrics    %s/actuator/prometheus (router; /actuator/routing: its routing window)%n",
+                    cluster.router().managementUrl());
+        }
         for (EmbeddedCluster.Service expert : cluster.experts()) {
-            out.printf("           %s/actuator/prometheus (expert server %s)%n", expert.managementUrl(),
-                    expert.address());
+            if (expert.managementUrl() != null) {
+                out.printf("           %s/actuator/prometheus (expert server %s)%n", expert.managementUrl(),
+                        expert.address());
+            }
         }
     }
 

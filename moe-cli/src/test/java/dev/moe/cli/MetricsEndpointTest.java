@@ -144,6 +144,9 @@ class MetricsEndpointTest {
                 .isEqualTo(forwards);
         assertThat(router.sum("grpc_client_seconds_count", "rpc_method", "ComputeExperts", "grpc_status_code", "OK"))
                 .isEqualTo(callsPerServer[0] + callsPerServer[1]);
+        // No per-peer client series (one set per expert pod IP ever seen would never go away).
+        assertThat(router.named("grpc_client_seconds_count")).isNotEmpty()
+                .allSatisfy(s -> assertThat(s.labels()).doesNotContainKeys("net_peer_name", "net_peer_port"));
         // The table: two servers, each expert once, none missing.
         assertThat(router.value("moe_router_expert_servers")).isEqualTo(2);
         assertThat(router.value("moe_router_expert_table_entries")).isEqualTo(EXPERTS);

@@ -80,7 +80,14 @@ public final class ForwardPipeline {
         }
         // Dispatch: one call per server that hosts a chosen expert.
         ExpertRoutingTable table = directory.table();
-        List<ServerBatch> batches = DispatchPlan.plan(routing, table, layerIndex);
+        List<ServerBatch> batches;
+        try {
+            batches = DispatchPlan.plan(routing, table, layerIndex);
+        } catch (RuntimeException e) {
+            // An expert without a server: its demand still counts in the routing metrics, it is what they are for.
+            metrics.routedUndispatched(layerIndex, routing);
+            throw e;
+        }
         metrics.routed(layerIndex, routing, batches, table);
         Deadline deadline = Deadline.after(dispatchTimeout.toNanos(), TimeUnit.NANOSECONDS);
         List<PendingCall> calls = dispatcher.dispatch(layerIndex, model.fingerprint(), x, hidden, wireType, batches,

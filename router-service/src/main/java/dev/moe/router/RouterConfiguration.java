@@ -15,7 +15,9 @@ import dev.moe.router.metrics.ExpertLoadMetrics;
 import dev.moe.router.metrics.RouterMetrics;
 import dev.moe.router.metrics.RoutingEndpoint;
 import dev.moe.router.metrics.RoutingReference;
+import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.config.MeterFilter;
 import java.util.Map;
 import io.grpc.protobuf.services.HealthStatusManager;
 import org.slf4j.Logger;
@@ -118,6 +120,23 @@ public class RouterConfiguration {
         ExpertLoadMetrics load = new ExpertLoadMetrics(registry, model.config().numExperts(),
                 model.config().moeLayers(), m.layerTag(), m.windowTokens(), reference);
         return new RouterMetrics(registry, load, model.config().numExperts(), directory::table);
+    }
+
+    /**
+     * The gRPC client observation tags its meters with the peer's address and port: one new series set for every
+     * expert pod IP ever seen, never removed. Per-server numbers are moe.router.dispatch's, tagged by server id.
+     */
+    @Bean
+    MeterFilter grpcClientWithoutPeerTags() {
+        return new MeterFilter() {
+            @Override
+            public Meter.Id map(Meter.Id id) {
+                if (!id.getName().startsWith("grpc.client")) {
+                    return id;
+                }
+                return id.replaceTags(id.getTags().stream().filter(t -> !t.getKey().startsWith("net.peer.")).toList());
+            }
+        };
     }
 
     @Bean

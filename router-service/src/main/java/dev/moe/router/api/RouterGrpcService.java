@@ -91,17 +91,18 @@ public class RouterGrpcService extends RouterServiceGrpc.RouterServiceImplBase {
             public void onNext(ForwardRequest request) {
                 long start = System.nanoTime();
                 ForwardStreamResponse result;
+                Status.Code code = Status.Code.OK;
                 try {
                     result = ForwardStreamResponse.newBuilder().setResponse(pipeline.forward(request)).build();
-                    measure("ForwardStream", request, Status.Code.OK, start);
                 } catch (RuntimeException e) {
                     Status status = RouterErrors.toStatus(e);
-                    measure("ForwardStream", request, status.getCode(), start);
+                    code = status.getCode();
                     result = ForwardStreamResponse.newBuilder().setError(StreamError.newBuilder()
                             .setCode(status.getCode().value())
                             .setMessage(String.valueOf(status.getDescription()))
                             .setRequestId(request.getRequestId())).build();
                 }
+                measure("ForwardStream", request, code, start);
                 synchronized (lock) {
                     if (out.isCancelled()) {
                         return; // the client is gone: nobody to answer

@@ -53,17 +53,20 @@ public final class ExpertDispatcher {
             long start = System.nanoTime();
             ListenableFuture<ComputeExpertsResponse> response = batch.endpoint().stub().withDeadline(deadline)
                     .computeExperts(built);
-            response.addListener(() -> listener.callCompleted(batch.endpoint(), outcome(response),
-                    System.nanoTime() - start, requestBytes, responseBytes(response)), MoreExecutors.directExecutor());
+            response.addListener(() -> {
+                if (response.isCancelled()) {
+                    listener.callAbandoned(batch.endpoint(), requestBytes); // only this class's callers cancel
+                } else {
+                    listener.callCompleted(batch.endpoint(), outcome(response), System.nanoTime() - start,
+                            requestBytes, responseBytes(response));
+                }
+            }, MoreExecutors.directExecutor());
             calls.add(new PendingCall(batch, response));
         }
         return calls;
     }
 
     private static Status.Code outcome(ListenableFuture<?> done) {
-        if (done.isCancelled()) {
-            return Status.Code.CANCELLED;
-        }
         try {
             Futures.getDone(done);
             return Status.Code.OK;
@@ -73,9 +76,6 @@ public final class ExpertDispatcher {
     }
 
     private static long responseBytes(ListenableFuture<ComputeExpertsResponse> done) {
-        if (done.isCancelled()) {
-            return 0;
-        }
         try {
             return Futures.getDone(done).getSerializedSize();
         } catch (ExecutionException e) {

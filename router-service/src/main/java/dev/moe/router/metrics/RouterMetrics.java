@@ -31,10 +31,15 @@ import java.util.function.Supplier;
  *       ComputeExperts call to one expert server;</li>
  *   <li>{@value #SENT} / {@value #RECEIVED} counters, tag {@code server}, bytes → {@code
  *       moe_router_dispatch_sent_bytes_total} / {@code ..._received_bytes_total}: serialized messages each way;</li>
+ *   <li>{@value #ABANDONED} counter, tag {@code server} → {@code moe_router_dispatch_abandoned_total}: calls the
+ *       router cancelled because another server of the same forward had failed first (not in {@value #DISPATCH}:
+ *       they say nothing about this server);</li>
  *   <li>gauges of the current expert → server table: {@value #SERVERS}, {@value #TABLE_ENTRIES}, {@value #REPLICAS}
  *       (tag {@code expert}) and {@value #UNCOVERED}.</li>
  * </ul>
- * {@code server} is the id the expert server reports (its pod name in Kubernetes), so series survive pod restarts.
+ * {@code server} is the id the expert server reports (its pod name in Kubernetes), so series survive pod restarts;
+ * at most {@link ExpertLoadMetrics#MAX_SERVERS} distinct ids get series of their own, later ones count under
+ * {@code server="}{@value ExpertLoadMetrics#OVERFLOW_SERVER}{@code "}.
  */
 public final class RouterMetrics implements DispatchListener {
     public static final String FORWARD = "moe.router.forward";
@@ -42,6 +47,7 @@ public final class RouterMetrics implements DispatchListener {
     public static final String DISPATCH = "moe.router.dispatch";
     public static final String SENT = "moe.router.dispatch.sent";
     public static final String RECEIVED = "moe.router.dispatch.received";
+    public static final String ABANDONED = "moe.router.dispatch.abandoned";
     public static final String SERVERS = "moe.router.expert.servers";
     public static final String TABLE_ENTRIES = "moe.router.expert.table.entries";
     public static final String REPLICAS = "moe.router.expert.replicas";
@@ -57,6 +63,13 @@ public final class RouterMetrics implements DispatchListener {
     private final ConcurrentMap<String, Counter> forwardTokens = new ConcurrentHashMap<>();
     private final ConcurrentMap<String, Timer> dispatchTimers = new ConcurrentHashMap<>();
     private final ConcurrentMap<String, Counter[]> wireBytes = new ConcurrentHashMap<>();
+    private final ConcurrentMap<String, Counter> abandoned = new ConcurrentHashMap<>();
+    private final java.util.Set<String> servers = ConcurrentHashMap.newKeySet();
+    private volatile Selectable selectable = new Selectable(null, List.of());
+
+    /** The servers a table's plan can send to (one per expert today), computed once per table. */
+    private record Selectable(ExpertRoutingTable table, List<String> serverIds) {
+    }
 
     /**
      * @param load  expert-load meters, fed by {@link #routed}
@@ -101,13 +114,14 @@ public final class RouterMetrics implements DispatchListener {
     }
 
     /**
-     * The routing of one forward and the servers it went to: every server of the table counts, those that got no
-     * token with 0, so balancedness sees idle servers.
+     * The routing of one forward and the servers it went to. Every server the table can send to counts, those that
+     * got no token with 0, so balancedness sees idle servers; replicas the dispatcher never selects (it takes each
+     * expert's first replica until replica load balancing exists) are left out, or they would read as idle forever.
      */
     public void routed(int layer, RoutingDecision routing, List<ServerBatch> batches, ExpertRoutingTable table) {
         Map<String, Integer> tokensPerServer = new LinkedHashMap<>();
-        for (ExpertEndpoint endpoint : table.endpoints()) {
-            tokensPerServer.put(endpoint.serverId(), 0);
+        for (String server : selectable(table)) {
+            tokensPerServer.put(server, 0);
         }
         for (ServerBatch batch : batches) {
             tokensPerServer.merge(batch.endpoint().serverId(), batch.tokens().length, Integer::sum);
@@ -115,25 +129,71 @@ public final class RouterMetrics implements DispatchListener {
         load.record(layer, routing, tokensPerServer);
     }
 
+    /** A forward routed but not dispatched (an expert without a server): its expert demand still counts. */
+    public void routedUndispatched(int layer, RoutingDecision routing) {
+        load.record(layer, routing, null);
+    }
+
+    private List<String> selectable(ExpertRoutingTable table) {
+        Selectable s = selectable;
+        if (s.table() != table) {
+            java.util.Set<String> ids = new java.util.LinkedHashSet<>();
+            for (int e = 0; e < table.numExperts(); e++) {
+                ExpertEndpoint endpoint = table.select(e);
+                if (endpoint != null) {
+                    ids.add(endpoint.serverId());
+                }
+            }
+            s = new Selectable(table, List.copyOf(ids));
+            selectable = s;
+        }
+        return s.serverIds();
+    }
+
+    /** The server's own id, or the overflow name once {@link ExpertLoadMetrics#MAX_SERVERS} ids have series. */
+    private String serverTag(String serverId) {
+        if (servers.contains(serverId)) {
+            return serverId;
+        }
+        if (servers.size() >= ExpertLoadMetrics.MAX_SERVERS - 1) {
+            return ExpertLoadMetrics.OVERFLOW_SERVER;
+        }
+        servers.add(serverId);
+        return serverId;
+    }
+
     @Override
     public void callCompleted(ExpertEndpoint endpoint, Status.Code code, long nanos, long requestBytes,
                               long responseBytes) {
-        String server = endpoint.serverId();
+        String server = serverTag(endpoint.serverId());
         dispatchTimers.computeIfAbsent(server + '/' + code.name(), k -> Timer.builder(DISPATCH)
                 .description("One ComputeExperts call from the router to an expert server")
                 .tags("server", server, "status", code.name())
                 .publishPercentileHistogram().minimumExpectedValue(MIN_LATENCY).maximumExpectedValue(MAX_LATENCY)
                 .register(registry)).record(nanos, TimeUnit.NANOSECONDS);
-        Counter[] bytes = wireBytes.computeIfAbsent(server, s -> new Counter[] {
+        Counter[] bytes = wireBytes(server);
+        bytes[0].increment(requestBytes);
+        if (responseBytes > 0) {
+            bytes[1].increment(responseBytes);
+        }
+    }
+
+    @Override
+    public void callAbandoned(ExpertEndpoint endpoint, long requestBytes) {
+        String server = serverTag(endpoint.serverId());
+        abandoned.computeIfAbsent(server, s -> Counter.builder(ABANDONED).tag("server", s)
+                .description("ComputeExperts calls the router cancelled because another server of the same forward"
+                        + " had already failed").register(registry)).increment();
+        wireBytes(server)[0].increment(requestBytes);
+    }
+
+    private Counter[] wireBytes(String server) {
+        return wireBytes.computeIfAbsent(server, s -> new Counter[] {
                 Counter.builder(SENT).baseUnit("bytes").tag("server", s)
                         .description("Bytes of ComputeExperts requests sent to the expert server").register(registry),
                 Counter.builder(RECEIVED).baseUnit("bytes").tag("server", s)
                         .description("Bytes of ComputeExperts responses received from the expert server")
                         .register(registry)});
-        bytes[0].increment(requestBytes);
-        if (responseBytes > 0) {
-            bytes[1].increment(responseBytes);
-        }
     }
 
     private static int entries(ExpertRoutingTable table) {

@@ -64,7 +64,7 @@ public record RoutingReference(String modelFingerprint, int numExperts, SortedMa
         return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(toTree());
     }
 
-    /** The document as a tree, e.g. for an actuator endpoint to return. */
+    /** The document as a JSON tree. */
     public ObjectNode toTree() {
         ObjectNode root = JSON.createObjectNode();
         root.put("format", FORMAT);

@@ -262,22 +262,58 @@ class RouterMetricsTest {
     }
 
     @Test
-    void routedCountsEveryServerOfTheTableGivenNotTheSuppliedOne() {
-        ExpertEndpoint a = endpoint("a", "a:1", 0, 1, 2, 3);
-        ExpertEndpoint b = endpoint("b", "b:1", 0, 1);
-        ExpertEndpoint c = endpoint("c", "c:1", 2, 3);
-        ExpertRoutingTable threeServers = ExpertRoutingTable.of(NUM_EXPERTS, List.of(a, b, c));
+    void routedCountsTheServersThePlanCanSelectOfTheTableGiven() {
+        ExpertEndpoint a = endpoint("a", "a:1", 0, 1);
+        ExpertEndpoint b = endpoint("b", "b:1", 2, 3);
+        ExpertEndpoint replicaOfA = endpoint("a2", "a2:1", 0, 1);
+        ExpertRoutingTable table = ExpertRoutingTable.of(NUM_EXPERTS, List.of(a, replicaOfA, b));
         // The gauge supplier serves an empty table: routed() must use the table the forward was planned on.
         Setup s = setup(ExpertRoutingTable.empty(NUM_EXPERTS));
 
-        RoutingDecision r = routing(1, 0, 1, 2, 3, 0, 1);
-        List<ServerBatch> batches = DispatchPlan.plan(r, threeServers, 0);
-        s.metrics().routed(0, r, batches, threeServers);
+        RoutingDecision r = routing(1, 0, 1, 0, 1, 0, 1);
+        List<ServerBatch> batches = DispatchPlan.plan(r, table, 0);
+        s.metrics().routed(0, r, batches, table);
 
-        // select() takes the first replica: all 6 tokens on a, b and c idle → mean 2, max 6.
-        assertThat(s.load().balancedness(0)).isCloseTo(MetricsOracle.balancedness(6, 0, 0), within(1e-12))
-                .isCloseTo(1.0 / 3, within(1e-12));
-        assertThat(s.registry().find(ExpertLoadMetrics.DISPATCHED).counters()).hasSize(3);
+        // select() takes each expert's first replica: a gets all 6 tokens, b is idle (0) and counts, a2 is never
+        // selected and does not (it would pin balancedness at <= 1/replicas forever) → mean 3, max 6.
+        assertThat(s.load().balancedness(0)).isCloseTo(MetricsOracle.balancedness(6, 0), within(1e-12))
+                .isCloseTo(0.5, within(1e-12));
+        assertThat(s.registry().find(ExpertLoadMetrics.DISPATCHED).counters())
+                .extracting(c -> c.getId().getTag("server")).containsExactlyInAnyOrder("a", "b");
+    }
+
+    @Test
+    void aForwardThatCouldNotBeDispatchedStillCountsItsExperts() {
+        Setup s = setup(ExpertRoutingTable.empty(NUM_EXPERTS));
+        s.metrics().routedUndispatched(0, routing(2, 3, 1, 3, 0));
+        assertThat(routedCount(s, 3)).isEqualTo(2);
+        assertThat(routedCount(s, 1)).isEqualTo(1);
+        assertThat(routedCount(s, 0)).isEqualTo(1);
+        assertThat(s.load().windowCounts(0)).containsExactly(1, 1, 0, 2);
+        assertThat(s.load().balancedness(0)).isNaN(); // no server got anything
+    }
+
+    @Test
+    void abandonedCallsAreCountedApartFromCompletedOnes() {
+        Setup s = setup(ExpertRoutingTable.empty(NUM_EXPERTS));
+        ExpertEndpoint a = endpoint("a", "a:1", 0);
+        s.metrics().callAbandoned(a, 100);
+        s.metrics().callAbandoned(a, 50);
+        assertThat(s.registry().get(RouterMetrics.ABANDONED).tag("server", "a").counter().count()).isEqualTo(2);
+        assertThat(s.registry().find(RouterMetrics.DISPATCH).timers()).isEmpty();
+        assertThat(s.registry().get(RouterMetrics.SENT).tag("server", "a").counter().count()).isEqualTo(150);
+    }
+
+    @Test
+    void serverIdsBeyondTheCapShareOneOverflowSeries() {
+        Setup s = setup(ExpertRoutingTable.empty(NUM_EXPERTS));
+        for (int i = 0; i < ExpertLoadMetrics.MAX_SERVERS + 10; i++) {
+            s.metrics().callCompleted(endpoint("pod-" + i, "p" + i + ":1", 0), io.grpc.Status.Code.OK, 1000, 10, 20);
+        }
+        var timers = s.registry().find(RouterMetrics.DISPATCH).timers();
+        assertThat(timers).hasSize(ExpertLoadMetrics.MAX_SERVERS);
+        assertThat(s.registry().get(RouterMetrics.DISPATCH).tag("server", ExpertLoadMetrics.OVERFLOW_SERVER).timer()
+                .count()).isEqualTo(11);
     }
 
     private static double routedCount(Setup s, int expert) {
