@@ -174,11 +174,15 @@ pvc | hostPath | image | emptyDir (emptyDir is filled by the download init conta
 
 {{/*
 --server.port of one component: its metrics port (the actuator's HTTP server), or -1 (no HTTP server) when metrics
-are disabled. Fails when the metrics port collides with the component's gRPC port.
+are disabled. Fails when the metrics port collides with the component's gRPC port, and while the removed value
+metrics.port is set (values.schema.json still accepts it so that this message, not a schema error, tells what to do).
 Call with (dict "root" $ "component" "router").
 */}}
 {{- define "moe-serving.serverPortArg" -}}
 {{- $v := .root.Values }}
+{{- if not (kindIs "invalid" $v.metrics.port) }}
+{{- fail (printf "metrics.port (%v) was removed: router and expert servers now have a metrics port each. Set metrics.router.port (router, default 8080) and/or metrics.expert.port (expert servers, default 8081) instead and remove metrics.port from your values (e.g. helm upgrade --set metrics.port=null)" $v.metrics.port) }}
+{{- end }}
 {{- if $v.metrics.enabled }}
 {{- $port := int (get $v.metrics .component).port }}
 {{- if eq $port (int (get $v .component).grpcPort) }}

@@ -93,37 +93,7 @@ class HelmChartTest {
             assertSelector(pdb.getSpec().getSelector().getMatchLabels(), podLabels.get(component), component, r);
         }
         assertThat(r.all(PodDisruptionBudget.class)).hasSize(2);
-        assertThat(r.all(NetworkPolicy.class)).hasSize(boolValue(values, "networkPolicy.enabled") ? 1 : 0);
-        for (NetworkPolicy policy : r.all(NetworkPolicy.class)) {
-            assertSelector(policy.getSpec().getPodSelector().getMatchLabels(), podLabels.get("expert"), "expert", r);
-            // gRPC: only this release's router pods.
-            NetworkPolicyIngressRule grpc = policy.getSpec().getIngress().getFirst();
-            assertThat(grpc.getFrom()).hasSize(1);
-            assertSelector(grpc.getFrom().getFirst().getPodSelector().getMatchLabels(), podLabels.get("router"),
-                    "router", r);
-            assertThat(grpc.getFrom().getFirst().getNamespaceSelector()).isNull();
-            assertThat(grpc.getPorts()).singleElement()
-                    .satisfies(p -> assertThat(p.getPort().getStrVal()).isEqualTo("grpc"));
-            // metrics: networkPolicy.metricsFrom, and no peers at all (= any source) when that is empty.
-            List<NetworkPolicyIngressRule> metrics = policy.getSpec().getIngress().stream()
-                    .filter(rule -> rule.getPorts().stream().anyMatch(p -> "metrics".equals(p.getPort().getStrVal())))
-                    .toList();
-            if (!boolValue(values, "metrics.enabled")) {
-                assertThat(metrics).isEmpty();
-                continue;
-            }
-            assertThat(metrics).singleElement().satisfies(rule -> {
-                assertThat(rule.getPorts()).singleElement()
-                        .satisfies(p -> assertThat(p.getPort().getStrVal()).isEqualTo("metrics"));
-                List<?> expected = (List<?>) Charts.raw(values, "networkPolicy.metricsFrom");
-                if (expected.isEmpty()) {
-                    assertThat(rule.getFrom()).isNullOrEmpty();
-                } else {
-                    assertThat(Serialization.jsonMapper().convertValue(rule.getFrom(), List.class)).isEqualTo(expected);
-                }
-            });
-            assertThat(policy.getSpec().getIngress()).hasSize(2);
-        }
+        assertNetworkPolicies(r, podLabels, values, Map.of());
         // Every object carries the recommended labels.
         for (HasMetadata object : r.objects()) {
             assertThat(object.getMetadata().getLabels()).as("labels of %s in %s", object.getKind() + "/" + object.getMetadata().getName(), r)
@@ -132,6 +102,64 @@ class HelmChartTest {
                             "app.kubernetes.io/managed-by", "helm.sh/chart")
                     .containsEntry("app.kubernetes.io/instance", RELEASE)
                     .containsEntry("app.kubernetes.io/version", "0.1.0");
+        }
+    }
+
+    /**
+     * One ingress NetworkPolicy per component (when networkPolicy.enabled). Expert pods: gRPC only from this release's
+     * router pods. Router pods: gRPC from networkPolicy.clientsFrom (no peers = any source). Both: the metrics port
+     * (when metrics.enabled) from networkPolicy.metricsFrom. {@code sets} are --set values on top of the file.
+     */
+    private static void assertNetworkPolicies(Rendering r, Map<String, Map<String, String>> podLabels, Path values,
+                                              Map<String, Object> sets) {
+        boolean enabled = (boolean) sets.getOrDefault("networkPolicy.enabled", boolValue(values, "networkPolicy.enabled"));
+        boolean metrics = (boolean) sets.getOrDefault("metrics.enabled", boolValue(values, "metrics.enabled"));
+        assertThat(r.all(NetworkPolicy.class)).as("NetworkPolicies in %s", r).hasSize(enabled ? 2 : 0);
+        for (NetworkPolicy policy : r.all(NetworkPolicy.class)) {
+            String component = policy.getMetadata().getLabels().get("app.kubernetes.io/component");
+            assertThat(component).isIn("router", "expert");
+            assertSelector(policy.getSpec().getPodSelector().getMatchLabels(), podLabels.get(component), component, r);
+            assertThat(policy.getSpec().getPolicyTypes()).containsExactly("Ingress");
+            NetworkPolicyIngressRule grpc = policy.getSpec().getIngress().getFirst();
+            assertThat(grpc.getPorts()).singleElement()
+                    .satisfies(p -> assertThat(p.getPort().getStrVal()).isEqualTo("grpc"));
+            if ("expert".equals(component)) {
+                // gRPC: only this release's router pods.
+                assertThat(grpc.getFrom()).hasSize(1);
+                assertSelector(grpc.getFrom().getFirst().getPodSelector().getMatchLabels(), podLabels.get("router"),
+                        "router", r);
+                assertThat(grpc.getFrom().getFirst().getNamespaceSelector()).isNull();
+            } else {
+                // gRPC: the clients, networkPolicy.clientsFrom.
+                assertPeers(grpc, peers(values, sets, "networkPolicy.clientsFrom"));
+            }
+            // metrics: networkPolicy.metricsFrom, and no peers at all (= any source) when that is empty.
+            List<NetworkPolicyIngressRule> metricsRules = policy.getSpec().getIngress().stream()
+                    .filter(rule -> rule.getPorts().stream().anyMatch(p -> "metrics".equals(p.getPort().getStrVal())))
+                    .toList();
+            if (!metrics) {
+                assertThat(metricsRules).isEmpty();
+                assertThat(policy.getSpec().getIngress()).hasSize(1);
+                continue;
+            }
+            assertThat(metricsRules).singleElement().satisfies(rule -> {
+                assertThat(rule.getPorts()).singleElement()
+                        .satisfies(p -> assertThat(p.getPort().getStrVal()).isEqualTo("metrics"));
+                assertPeers(rule, peers(values, sets, "networkPolicy.metricsFrom"));
+            });
+            assertThat(policy.getSpec().getIngress()).hasSize(2);
+        }
+    }
+
+    private static List<?> peers(Path values, Map<String, Object> sets, String key) {
+        return (List<?>) (sets.containsKey(key) ? sets.get(key) : Charts.raw(values, key));
+    }
+
+    private static void assertPeers(NetworkPolicyIngressRule rule, List<?> expected) {
+        if (expected.isEmpty()) {
+            assertThat(rule.getFrom()).isNullOrEmpty();
+        } else {
+            assertThat(Serialization.jsonMapper().convertValue(rule.getFrom(), List.class)).isEqualTo(expected);
         }
     }
 
@@ -168,12 +196,15 @@ class HelmChartTest {
         assertThat(router.getLivenessProbe().getGrpc()).isNull();
         assertThat(router.getLivenessProbe().getTcpSocket().getPort().getStrVal()).isEqualTo("grpc");
 
-        Service routerService = service(r, "router");
-        ServicePort routerGrpc = routerService.getSpec().getPorts().stream()
-                .filter(p -> "grpc".equals(p.getName())).findFirst().orElseThrow();
-        assertThat(routerGrpc.getPort()).isEqualTo(ROUTER_PORT);
-        assertThat(routerGrpc.getTargetPort().getStrVal()).isEqualTo("grpc");
-        Service expertService = service(r, "expert");
+        // The router's client-facing Service: gRPC only, whatever its type (it may be a NodePort or LoadBalancer).
+        Service routerService = service(r, "router", "grpc");
+        assertThat(routerService.getMetadata().getName()).isEqualTo(r.one(Deployment.class).getMetadata().getName());
+        assertThat(routerService.getSpec().getPorts()).singleElement().satisfies(p -> {
+            assertThat(p.getName()).isEqualTo("grpc");
+            assertThat(p.getPort()).isEqualTo(ROUTER_PORT);
+            assertThat(p.getTargetPort().getStrVal()).isEqualTo("grpc");
+        });
+        Service expertService = service(r, "expert", "headless");
         assertThat(expertService.getSpec().getClusterIP()).isEqualTo("None");
         assertThat(expertService.getSpec().getPorts()).anySatisfy(p -> {
             assertThat(p.getName()).isEqualTo("grpc");
@@ -185,9 +216,21 @@ class HelmChartTest {
 
         // Metrics: the actuator's HTTP server on a port named metrics of container and Service, or no HTTP server.
         boolean metrics = boolValue(values, "metrics.enabled");
+        assertThat(r.all(Service.class)).hasSize(metrics ? 3 : 2);
         for (String component : List.of("router", "expert")) {
             Container c = "router".equals(component) ? router : expert;
-            Service service = service(r, component);
+            Service service = "router".equals(component) ? routerService : expertService;
+            if ("router".equals(component) && metrics) {
+                // The router's metrics port is on a Service of its own, in-cluster only.
+                service = service(r, "router", "metrics");
+                assertThat(service.getMetadata().getName())
+                        .isEqualTo(r.one(Deployment.class).getMetadata().getName() + "-metrics");
+                assertThat(service.getSpec().getType()).isEqualTo("ClusterIP");
+                assertThat(service.getSpec().getClusterIP()).isEqualTo("None");
+                assertThat(service.getSpec().getPublishNotReadyAddresses()).isTrue();
+                assertThat(service.getSpec().getPorts()).singleElement()
+                        .satisfies(p -> assertThat(p.getName()).isEqualTo("metrics"));
+            }
             Optional<ContainerPort> containerPort = c.getPorts().stream()
                     .filter(p -> "metrics".equals(p.getName())).findFirst();
             Optional<ServicePort> servicePort = service.getSpec().getPorts().stream()
@@ -342,12 +385,14 @@ class HelmChartTest {
             assertThat(monitor.getApiVersion()).isEqualTo("monitoring.coreos.com/v1");
             assertThat(monitor.getMetadata().getNamespace()).isEqualTo(NAMESPACE);
             assertThat(monitor.getMetadata().getLabels()).containsAllEntriesOf(additional);
-            Service service = service(r, component);
+            // The router's metrics Service, never its client-facing gRPC Service; the experts' headless Service.
+            Service service = service(r, component, "router".equals(component) ? "metrics" : "headless");
             assertThat(monitor.<List<String>>get("spec", "namespaceSelector", "matchNames")).containsExactly(NAMESPACE);
             Map<String, String> selector = monitor.get("spec", "selector", "matchLabels");
             assertThat(service.getMetadata().getLabels()).containsAllEntriesOf(selector);
             assertThat(r.all(Service.class)).filteredOn(s -> s.getMetadata().getLabels().entrySet()
                     .containsAll(selector.entrySet())).containsExactly(service);
+            assertThat(monitor.<String>get("spec", "jobLabel")).isEqualTo(value(values, "serviceMonitor.jobLabel"));
             List<Map<String, Object>> endpoints = monitor.get("spec", "endpoints");
             assertThat(endpoints).singleElement().satisfies(e -> {
                 assertThat(e).containsEntry("port", "metrics").containsEntry("path", value(values, "metrics.path"));
@@ -409,6 +454,90 @@ class HelmChartTest {
                 .contains("--server.port=-1");
     }
 
+    /**
+     * The router Service may face the outside (NodePort, LoadBalancer): the actuator (/actuator/*) must never be on it.
+     * Its metrics port is on the ClusterIP Service the ServiceMonitor scrapes, and the router's NetworkPolicy opens it
+     * to networkPolicy.metricsFrom only while gRPC stays open to the clients.
+     */
+    @Test
+    void routerMetricsAreNeverExposedWithTheClientFacingService(@TempDir Path dir) throws IOException {
+        for (String type : List.of("LoadBalancer", "NodePort")) {
+            Map<String, Object> sets = Map.of("router.service.type", type, "serviceMonitor.enabled", true);
+            Rendering r = render(null, sets);
+            Service external = service(r, "router", "grpc");
+            assertThat(external.getSpec().getType()).isEqualTo(type);
+            assertThat(external.getSpec().getPorts()).extracting(ServicePort::getName).containsExactly("grpc");
+            Service metrics = service(r, "router", "metrics");
+            assertThat(metrics.getSpec().getType()).isEqualTo("ClusterIP");
+            assertThat(metrics.getSpec().getPorts()).extracting(ServicePort::getName).containsExactly("metrics");
+            // Only ClusterIP Services carry a metrics port.
+            assertThat(r.all(Service.class)).filteredOn(s -> s.getSpec().getPorts().stream()
+                    .anyMatch(p -> "metrics".equals(p.getName())))
+                    .allSatisfy(s -> assertThat(s.getSpec().getType()).isIn(null, "ClusterIP")).hasSize(2);
+            Map<String, String> routerMonitor = r.custom("ServiceMonitor").stream()
+                    .filter(m -> "router".equals(m.getMetadata().getLabels().get("app.kubernetes.io/component")))
+                    .findFirst().orElseThrow().get("spec", "selector", "matchLabels");
+            assertThat(external.getMetadata().getLabels().entrySet()).doesNotContainAnyElementsOf(
+                    Map.of("moe-serving/service", routerMonitor.get("moe-serving/service")).entrySet());
+            assertThat(metrics.getMetadata().getLabels()).containsAllEntriesOf(routerMonitor);
+        }
+        // NetworkPolicies with peers for metrics and clients, and without metrics (only gRPC rules then). Lists go
+        // through a values file (--set would make them strings).
+        String peers = """
+                networkPolicy:
+                  metricsFrom:
+                    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
+                  clientsFrom:
+                    - podSelector: {matchLabels: {role: llm-frontend}}
+                    - ipBlock: {cidr: 10.20.0.0/16}
+                """;
+        Path restricted = Files.writeString(dir.resolve("restricted-values.yaml"), peers);
+        Path noMetrics = Files.writeString(dir.resolve("no-metrics-values.yaml"), peers + "metrics:\n  enabled: false\n");
+        for (Path values : List.of(restricted, noMetrics)) {
+            Rendering r = render(values);
+            Map<String, Map<String, String>> podLabels = Map.of(
+                    "router", r.one(Deployment.class).getSpec().getTemplate().getMetadata().getLabels(),
+                    "expert", r.one(StatefulSet.class).getSpec().getTemplate().getMetadata().getLabels());
+            assertNetworkPolicies(r, podLabels, values, Map.of());
+            assertThat(r.all(NetworkPolicy.class)).allSatisfy(p -> assertThat(p.getSpec().getIngress())
+                    .allSatisfy(rule -> assertThat(rule.getFrom()).isNotEmpty()));
+        }
+        // Extra ingress rules go to their component's policy only.
+        Rendering extra = render(Files.writeString(dir.resolve("extra-values.yaml"), """
+                networkPolicy:
+                  extraRouterIngress:
+                    - ports: [{port: 9999, protocol: TCP}]
+                """));
+        NetworkPolicy routerPolicy = extra.all(NetworkPolicy.class).stream().filter(p ->
+                "router".equals(p.getMetadata().getLabels().get("app.kubernetes.io/component"))).findFirst().orElseThrow();
+        assertThat(routerPolicy.getSpec().getIngress()).hasSize(3)
+                .last().satisfies(rule -> assertThat(rule.getPorts().getFirst().getPort().getIntVal()).isEqualTo(9999));
+        assertThat(extra.all(NetworkPolicy.class)).filteredOn(p -> p != routerPolicy)
+                .singleElement().satisfies(p -> assertThat(p.getSpec().getIngress()).hasSize(2));
+    }
+
+    /** metrics.port was replaced by metrics.router.port / metrics.expert.port: an upgrade setting it is told so. */
+    @Test
+    void removedMetricsPortFailsWithAMigrationMessage() {
+        for (Object port : List.of(8080, 9100)) {
+            assertThatThrownBy(() -> template(null, Map.of("metrics.port", port)))
+                    .hasMessageContaining("metrics.port (" + port + ") was removed")
+                    .hasMessageContaining("metrics.router.port").hasMessageContaining("metrics.expert.port")
+                    .hasMessageNotContaining("schema");
+        }
+        // Also with metrics disabled: the value is stale either way.
+        assertThatThrownBy(() -> template(null, Map.of("metrics.port", 8080, "metrics.enabled", false)))
+                .hasMessageContaining("metrics.port (8080) was removed");
+        // Unset with null, as the message suggests, it is ignored.
+        assertThat(template(null, Map.of("metrics.port", "null"))).contains("--server.port=8080", "--server.port=8081");
+        // Without it, the two ports render.
+        Rendering r = render(null, Map.of("metrics.router.port", 9100, "metrics.expert.port", 9101));
+        assertThat(r.one(Deployment.class).getSpec().getTemplate().getSpec().getContainers().getFirst().getArgs())
+                .contains("--server.port=9100");
+        assertThat(r.one(StatefulSet.class).getSpec().getTemplate().getSpec().getContainers().getFirst().getArgs())
+                .contains("--server.port=9101");
+    }
+
     @Test
     void hpaReplacesFixedRouterReplicas() {
         Rendering r = render(CHART.resolve("ci/replicas-values.yaml"));
@@ -445,20 +574,34 @@ class HelmChartTest {
         return Stream.of(new Object[] {"expert.shards", 0}, new Object[] {"expert.shards", "two"},
                 new Object[] {"expert.replicasPerShard", -1}, new Object[] {"expert.weights", "FP16"},
                 new Object[] {"model.source", "s3"}, new Object[] {"router.grpcPort", 70000},
-                new Object[] {"metrics.port", 8080}, // replaced by metrics.router.port / metrics.expert.port
                 new Object[] {"metrics.router.port", 0}, new Object[] {"metrics.expert.port", "http"},
                 new Object[] {"metrics.windowTokens", 0}, new Object[] {"metrics.layerTag", "yes"},
                 new Object[] {"metrics.driftReference", "Not_A_Name"},
                 new Object[] {"prometheusRule.selector", "x=\"1\"} or up{y=\"2\""},
                 new Object[] {"prometheusRule.rules.lowBalancedness.threshold", 2},
                 new Object[] {"prometheusRule.rules.forwardErrors.for", "5 minutes"},
-                new Object[] {"prometheusRule.rules.routingDrift.treshold", 0.3});
+                new Object[] {"prometheusRule.rules.routingDrift.treshold", 0.3},
+                new Object[] {"prometheusRule.rules.lowBalancedness.trafficWindow", "5 minutes"},
+                new Object[] {"prometheusRule.rules.forwardErrors.codes", "UNAVAILBLE"},
+                new Object[] {"prometheusRule.rules.forwardErrors.codes", "OK|UNAVAILABLE"},
+                new Object[] {"prometheusRule.rules.forwardErrors.codes", "UNAVAILABLE\"} or vector(1) or x{y=\""},
+                new Object[] {"prometheusRule.rules.forwardErrors.codes", ".*"},
+                new Object[] {"prometheusRule.rules.targetDown.lookback", ""},
+                new Object[] {"prometheusRule.rules.routerMetricsAbsent.threshold", 0},
+                new Object[] {"prometheusRule.rules.forwardLatency.quantile", 1},
+                new Object[] {"prometheusRule.rules.forwardLatency.threshold", -1},
+                new Object[] {"prometheusRule.rules.expertServerSaturated.window", "5"},
+                new Object[] {"prometheusRule.rules.expertServerSaturated.severity", ""},
+                new Object[] {"networkPolicy.clientsFrom", "any"});
     }
 
-    private static Service service(Rendering r, String component) {
-        return r.all(Service.class).stream()
+    /** The Service of a component with the given moe-serving/service label (grpc, metrics, headless). */
+    private static Service service(Rendering r, String component, String kind) {
+        List<Service> found = r.all(Service.class).stream()
                 .filter(s -> component.equals(s.getSpec().getSelector().get("app.kubernetes.io/component")))
-                .findFirst().orElseThrow();
+                .filter(s -> kind.equals(s.getMetadata().getLabels().get("moe-serving/service"))).toList();
+        assertThat(found).as("%s Service of the %s in %s", kind, component, r).hasSize(1);
+        return found.getFirst();
     }
 
     private static int grpcPort(Container c) {

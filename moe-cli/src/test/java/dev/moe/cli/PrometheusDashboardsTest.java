@@ -52,6 +52,8 @@ class PrometheusDashboardsTest {
     private static final String RATE_INTERVAL = "5s";
     private static final Duration PHASE = Duration.ofSeconds(7);
     private static final Pattern LABEL_VALUES = Pattern.compile("label_values\\((.*),\\s*(\\w+)\\)");
+    /** A metric selector: a name followed by its label matchers (label names such as grpc_status_code are not). */
+    private static final Pattern METRIC_NAME = Pattern.compile("\\b(?:moe|grpc|jvm|process)_[a-z_]+(?=\\{)");
 
     @TempDir
     Path dir;
@@ -109,9 +111,9 @@ class PrometheusDashboardsTest {
                 Random random = new Random(3);
 
                 drive(stub, gate, 0, 1, random, PHASE);
-                double endOfA = awaitScrapes();
+                double endOfA = afterNextScrape(server);
                 drive(stub, gate, 11, 12, random, PHASE);
-                double endOfB = awaitScrapes();
+                double endOfB = afterNextScrape(server);
 
                 String rate = "[" + RATE_INTERVAL + "]";
                 String routed = "sum by (expert) (rate(moe_router_routed_tokens_total" + rate + "))";
@@ -147,6 +149,14 @@ class PrometheusDashboardsTest {
                                     .as("%s / panel '%s': %s", file.getFileName(), panel.path("title").asString(), expr)
                                     .isNotEmpty();
                             checked.add(expr);
+                            // A fallback such as `or vector(0)` returns data anyway: every metric the query names
+                            // must itself have series, so a misspelt name or label cannot hide behind it.
+                            Matcher names = METRIC_NAME.matcher(expr);
+                            while (names.find()) {
+                                assertThat(server.query("count(" + names.group() + "{namespace=\"" + NAMESPACE
+                                        + "\"})", endOfB)).as("%s / panel '%s': series of %s", file.getFileName(),
+                                        panel.path("title").asString(), names.group()).isNotEmpty();
+                            }
                         }
                     }
                 }
@@ -155,10 +165,11 @@ class PrometheusDashboardsTest {
                 // Phase C: expert-1 goes away; the router still lists it (static endpoints), so calls to it fail.
                 experts.get(1).close();
                 drive(stub, gate, 6, 7, random, Duration.ofSeconds(4));
-                double endOfC = awaitScrapes();
+                double endOfC = afterNextScrape(server);
                 Map<String, String> alerts = renderAlerts();
                 assertThat(alerts.keySet()).containsExactlyInAnyOrder("MoeExpertWithoutReadyPod",
-                        "MoeExpertLoadImbalanced", "MoeRoutingDrift", "MoeRouterForwardErrors", "MoeExpertServerErrors");
+                        "MoeExpertLoadImbalanced", "MoeRoutingDrift", "MoeRouterForwardErrors", "MoeExpertServerErrors",
+                        "MoeTargetDown", "MoeRouterMetricsAbsent", "MoeForwardLatencyHigh", "MoeExpertServerSaturated");
                 for (Map.Entry<String, String> alert : alerts.entrySet()) {
                     assertThat(server.query(alert.getValue(), endOfC)).as("alert %s: %s", alert.getKey(),
                             alert.getValue()).isNotEmpty();
@@ -167,6 +178,8 @@ class PrometheusDashboardsTest {
                         .extracting(r -> r.path("metric").path("expert").asString()).containsExactly("15");
                 assertThat(server.query(alerts.get("MoeExpertServerErrors"), endOfC))
                         .extracting(r -> r.path("metric").path("server").asString()).containsExactly("expert-1");
+                assertThat(server.query(alerts.get("MoeTargetDown"), endOfC))
+                        .extracting(r -> r.path("metric").path("pod").asString()).containsExactly("expert-1");
             }
         } finally {
             if (channel != null) {
@@ -213,11 +226,14 @@ class PrometheusDashboardsTest {
         return (float) (gate[e * HIDDEN + h] / Math.sqrt(norm));
     }
 
-    /** Waits two scrape intervals so the last traffic is in Prometheus; returns the time to query at. */
-    private static double awaitScrapes() throws InterruptedException {
+    /**
+     * The time to query the traffic so far at: now, once every target up has been scraped after it, so later
+     * queries at that time see all the samples before it (the last at most one scrape interval before the end of the
+     * traffic, none of the traffic after).
+     */
+    private static double afterNextScrape(PrometheusServer server) throws Exception {
         double now = System.currentTimeMillis() / 1000.0;
-        Thread.sleep(2 * SCRAPE.toMillis() + 500);
-        return now + SCRAPE.toMillis() / 1000.0;
+        return server.awaitSamplesAfter(now, Duration.ofSeconds(30));
     }
 
     private static List<String> topExperts(PrometheusServer server, String perExpert, double time) throws Exception {
@@ -290,10 +306,17 @@ class PrometheusDashboardsTest {
         return out;
     }
 
-    /** The chart's PrometheusRule, rendered for this test's namespace: alert name → expression. */
+    /**
+     * The chart's PrometheusRule, rendered for this test's namespace: alert name → expression. Three thresholds are
+     * set so that their alerts fire under this traffic too (one router where two are expected, any latency, any
+     * queue); the others fire from the traffic itself.
+     */
     private static Map<String, String> renderAlerts() {
         Map<String, String> alerts = new LinkedHashMap<>();
-        List<GenericKubernetesResource> rules = RenderedChart.render(NAMESPACE, Map.of("prometheusRule.enabled", true))
+        List<GenericKubernetesResource> rules = RenderedChart.render(NAMESPACE, Map.of("prometheusRule.enabled", true,
+                        "prometheusRule.rules.routerMetricsAbsent.threshold", 2,
+                        "prometheusRule.rules.forwardLatency.threshold", 0,
+                        "prometheusRule.rules.expertServerSaturated.threshold", -1))
                 .stream().filter(o -> o instanceof GenericKubernetesResource && "PrometheusRule".equals(o.getKind()))
                 .map(GenericKubernetesResource.class::cast).toList();
         assertThat(rules).hasSize(1);

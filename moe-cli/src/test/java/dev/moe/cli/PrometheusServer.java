@@ -26,10 +26,14 @@ final class PrometheusServer implements AutoCloseable {
     private final String url;
     private final Path log;
 
+    /** Kills Prometheus if the test JVM exits without closing it (e.g. a surefire timeout). */
+    private final Thread killer;
+
     private PrometheusServer(Process process, String url, Path log) {
         this.process = process;
         this.url = url;
         this.log = log;
+        this.killer = new Thread(process::destroyForcibly, "prometheus-killer");
     }
 
     /** The prometheus binary on PATH or in /usr/bin, if installed. */
@@ -71,26 +75,34 @@ final class PrometheusServer implements AutoCloseable {
         }
         Path configFile = dir.resolve("prometheus.yml");
         Files.writeString(configFile, config);
-        int port;
-        try (ServerSocket socket = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-            port = socket.getLocalPort();
-        }
         Path log = dir.resolve("prometheus.log");
-        Process process = new ProcessBuilder(binary.toString(),
-                "--config.file=" + configFile,
-                "--storage.tsdb.path=" + dir.resolve("data"),
-                "--web.listen-address=127.0.0.1:" + port,
-                "--storage.tsdb.retention.time=1h",
-                "--log.level=warn")
-                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
-        PrometheusServer server = new PrometheusServer(process, "http://127.0.0.1:" + port, log);
-        try {
-            server.awaitTargetsUp(jobs.stream().mapToInt(j -> j.targets().size()).sum(), Duration.ofSeconds(60));
-        } catch (IOException | InterruptedException | RuntimeException | AssertionError e) {
-            server.close();
-            throw e;
+        int targets = jobs.stream().mapToInt(j -> j.targets().size()).sum();
+        for (int attempt = 1; ; attempt++) {
+            // A free port is only free until someone else takes it: try another one if Prometheus cannot bind.
+            int port;
+            try (ServerSocket socket = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+                port = socket.getLocalPort();
+            }
+            Process process = new ProcessBuilder(binary.toString(),
+                    "--config.file=" + configFile,
+                    "--storage.tsdb.path=" + dir.resolve("data"),
+                    "--web.listen-address=127.0.0.1:" + port,
+                    "--storage.tsdb.retention.time=1h",
+                    "--log.level=warn")
+                    .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+            PrometheusServer server = new PrometheusServer(process, "http://127.0.0.1:" + port, log);
+            Runtime.getRuntime().addShutdownHook(server.killer);
+            try {
+                server.awaitTargetsUp(targets, Duration.ofSeconds(60));
+                return server;
+            } catch (IOException | InterruptedException | RuntimeException | AssertionError e) {
+                server.close();
+                boolean portTaken = Files.readString(log).contains("address already in use");
+                if (!portTaken || attempt == 3) {
+                    throw e;
+                }
+            }
         }
-        return server;
     }
 
     private void awaitTargetsUp(int targets, Duration timeout) throws IOException, InterruptedException {
@@ -159,8 +171,32 @@ final class PrometheusServer implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Waits until Prometheus holds a sample taken after {@code unixSeconds} from every target that is up, so
+     * queries at that time see the traffic before it; returns that time.
+     */
+    double awaitSamplesAfter(double unixSeconds, Duration timeout) throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            List<JsonNode> oldest = query("min(timestamp(up == 1))", System.currentTimeMillis() / 1000.0);
+            if (!oldest.isEmpty() && Double.parseDouble(oldest.getFirst().get("value").get(1).asString()) > unixSeconds) {
+                return unixSeconds;
+            }
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("no scrape of every target after " + unixSeconds + " within " + timeout
+                        + ": " + oldest);
+            }
+            Thread.sleep(100);
+        }
+    }
+
     @Override
     public void close() {
+        try {
+            Runtime.getRuntime().removeShutdownHook(killer);
+        } catch (IllegalStateException shuttingDown) {
+            // the hook runs anyway
+        }
         process.destroy();
         try {
             if (!process.waitFor(10, TimeUnit.SECONDS)) {

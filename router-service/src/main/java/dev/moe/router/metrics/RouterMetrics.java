@@ -176,15 +176,20 @@ public final class RouterMetrics implements DispatchListener {
         if (responseBytes > 0) {
             bytes[1].increment(responseBytes);
         }
+        abandoned(server); // a server's abandoned-calls series exists (at 0) from its first call: rate() sees 0
     }
 
     @Override
     public void callAbandoned(ExpertEndpoint endpoint, long requestBytes) {
         String server = serverTag(endpoint.serverId());
-        abandoned.computeIfAbsent(server, s -> Counter.builder(ABANDONED).tag("server", s)
-                .description("ComputeExperts calls the router cancelled because another server of the same forward"
-                        + " had already failed").register(registry)).increment();
+        abandoned(server).increment();
         wireBytes(server)[0].increment(requestBytes);
+    }
+
+    private Counter abandoned(String server) {
+        return abandoned.computeIfAbsent(server, s -> Counter.builder(ABANDONED).tag("server", s)
+                .description("ComputeExperts calls the router cancelled because another server of the same forward"
+                        + " had already failed").register(registry));
     }
 
     private Counter[] wireBytes(String server) {

@@ -302,6 +302,9 @@ class RouterMetricsTest {
         assertThat(s.registry().get(RouterMetrics.ABANDONED).tag("server", "a").counter().count()).isEqualTo(2);
         assertThat(s.registry().find(RouterMetrics.DISPATCH).timers()).isEmpty();
         assertThat(s.registry().get(RouterMetrics.SENT).tag("server", "a").counter().count()).isEqualTo(150);
+        // A server's abandoned series exists at 0 from its first completed call, so rate() over it reads 0.
+        s.metrics().callCompleted(endpoint("b", "b:1", 1), io.grpc.Status.Code.OK, 1000, 10, 20);
+        assertThat(s.registry().get(RouterMetrics.ABANDONED).tag("server", "b").counter().count()).isZero();
     }
 
     @Test
