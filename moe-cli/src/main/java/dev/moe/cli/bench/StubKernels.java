@@ -50,4 +50,22 @@ final class StubKernels implements PanelKernels {
             }
         }
     }
+
+    /**
+     * Gate/up: the split that starts at the first active row adds the whole gate·x and up·x (the other splits add
+     * nothing, so the sum over splits is right); down: nothing.
+     */
+    @Override
+    public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, float[] acc) {
+        boolean isGateUp = m.rows() == hidden && m.numPanels() == gateUpPanels;
+        if (!isGateUp || from != 0) {
+            return;
+        }
+        float[] g = gate;
+        float[] u = up;
+        for (int i = 0; i < inter; i++) {
+            acc[i / HALF * W + i % HALF] += g[i];
+            acc[i / HALF * W + HALF + i % HALF] += u[i];
+        }
+    }
 }

@@ -16,4 +16,16 @@ public interface PanelKernels {
      */
     void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride, int numTokens,
                     float[] out);
+
+    /**
+     * {@code acc[c] += Σ_{k in [from, to)} a[rows[k]] · W[c][rows[k]]} for every column c in
+     * [0, {@code numPanels · WIDTH}): one token, whole output rows of the active input channels (the sparse batch-1
+     * kernel for {@link PanelMatrix.Layout#ROWS}, where each such row is one contiguous run; correct on either layout).
+     * Callers split the active rows over threads, each with its own accumulator, and sum the accumulators.
+     *
+     * @param rows active input channels, ascending; only {@code rows[from..to)} are read
+     * @param a    the token's activations, channel r at {@code a[r]}
+     * @param acc  {@code [numPanels · WIDTH]} in column order, accumulated into
+     */
+    void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, float[] acc);
 }

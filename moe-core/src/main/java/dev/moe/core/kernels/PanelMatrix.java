@@ -4,12 +4,21 @@ import dev.moe.core.checkpoint.DType;
 
 /**
  * A linear layer {@code y = W·a} ({@code W} is {@code [outputs, inputs]}, a PyTorch Linear weight) stored input-major
- * in panels of {@link #WIDTH} outputs: panel p holds, for every input channel r, the {@code WIDTH} weights
- * {@code W[p·WIDTH .. p·WIDTH+WIDTH, r]} contiguously. Skipping a pruned input channel therefore skips
- * {@code WIDTH} contiguous weights (one 64-byte line in int8, two in bf16) and every panel is one forward stream.
- *
- * <p>Element {@code (panel, row, col)} lives at {@code (panel · rows + row) · WIDTH + col}. Outputs past the last real
- * one are zero padding. In int8 each run of 32 consecutive elements has its own scale: {@code scales[index / 32]}.
+ * in chunks of {@link #WIDTH} outputs: chunk {@code (p, r)} holds the {@code WIDTH} weights
+ * {@code W[p·WIDTH .. p·WIDTH+WIDTH, r]} of panel p and input channel (row) r contiguously, so skipping a pruned input
+ * channel skips whole chunks. Where the chunks go is the {@link Layout}:
+ * <ul>
+ *   <li>{@link Layout#PANELS}: chunk {@code (p, r)} at {@code (p · rows + r) · WIDTH}; every panel is one forward
+ *       stream (the best dense layout), but an active row of a sparse input is a 64-weight run scattered in it;</li>
+ *   <li>{@link Layout#ROWS}: chunk {@code (p, r)} at {@code (r · numPanels + p) · WIDTH}; every input row is one
+ *       contiguous run over all outputs (padded to {@code numPanels · WIDTH}), which the hardware prefetcher follows
+ *       when a sparse input skips rows.</li>
+ * </ul>
+ * Element {@code (panel, row, col)} lives at {@link #chunkOffset chunkOffset(panel, row)}{@code + col} in both. Outputs
+ * past the last real one are zero padding. In int8 each run of 32 consecutive elements has its own scale:
+ * {@code scales[index / 32]}. The chunk-internal format (see {@link #bf16Slot}, {@link #i8Slot}) is the same in both
+ * layouts, so a kernel that addresses chunks through {@link #chunkOffset} (or a panel base plus {@link #rowStride})
+ * works on either.
  */
 public final class PanelMatrix {
     /** Outputs per panel. */
@@ -17,7 +26,24 @@ public final class PanelMatrix {
     /** int8 block: weights per scale. */
     public static final int BLOCK = 32;
 
+    /** Where chunk {@code (panel, row)} is stored. */
+    public enum Layout {
+        /** Panel-major: each panel's rows are contiguous. */
+        PANELS,
+        /** Row-major: each input row's chunks (its whole output row) are contiguous. */
+        ROWS;
+
+        public static Layout parse(String name) {
+            try {
+                return valueOf(name.trim().toUpperCase(java.util.Locale.ROOT));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("layout '" + name + "' is not one of panels, rows");
+            }
+        }
+    }
+
     final WeightType type;
+    final Layout layout;
     final int rows;      // input channels
     final int outputs;   // real outputs (numPanels · WIDTH with padding)
     final int numPanels;
@@ -26,8 +52,10 @@ public final class PanelMatrix {
     final int[] i8;      // INT8 codes, four per int, interleaved per 32 (see i8Slot), else null
     final float[] scales; // INT8 block scales, else null
 
-    private PanelMatrix(WeightType type, int rows, int outputs, float[] f32, int[] bf16, int[] i8, float[] scales) {
+    private PanelMatrix(WeightType type, Layout layout, int rows, int outputs, float[] f32, int[] bf16, int[] i8,
+                        float[] scales) {
         this.type = type;
+        this.layout = layout;
         this.rows = rows;
         this.outputs = outputs;
         this.numPanels = (outputs + WIDTH - 1) / WIDTH;
@@ -42,6 +70,12 @@ public final class PanelMatrix {
      * index) that lands in column {@code col} of {@code panel}, or -1 for padding; this lets gate and up share panels.
      */
     static PanelMatrix pack(WeightType type, float[] w, int inputs, int outputs, int numPanels, ColumnMap columns) {
+        return pack(type, Layout.PANELS, w, inputs, outputs, numPanels, columns);
+    }
+
+    /** {@link #pack(WeightType, float[], int, int, int, ColumnMap)} in the given layout. */
+    static PanelMatrix pack(WeightType type, Layout layout, float[] w, int inputs, int outputs, int numPanels,
+                            ColumnMap columns) {
         long size = (long) numPanels * inputs * WIDTH;
         if (size > Integer.MAX_VALUE - 64) {
             throw new IllegalArgumentException("weight of " + size + " packed elements exceeds one Java array");
@@ -54,12 +88,12 @@ public final class PanelMatrix {
                     continue;
                 }
                 for (int r = 0; r < inputs; r++) {
-                    f32[(p * inputs + r) * WIDTH + c] = w[out * inputs + r];
+                    f32[chunkOffset(layout, inputs, numPanels, p, r) + c] = w[out * inputs + r];
                 }
             }
         }
         return switch (type) {
-            case F32 -> new PanelMatrix(type, inputs, numPanels * WIDTH, f32, null, null, null);
+            case F32 -> new PanelMatrix(type, layout, inputs, numPanels * WIDTH, f32, null, null, null);
             case BF16 -> {
                 int[] bf16 = new int[f32.length / 2];
                 for (int i = 0; i < f32.length; i++) {
@@ -67,7 +101,7 @@ public final class PanelMatrix {
                     int bits = DType.floatToBf16(f32[i]) & 0xFFFF;
                     bf16[slot >>> 1] |= (slot & 1) == 0 ? bits : bits << 16;
                 }
-                yield new PanelMatrix(type, inputs, numPanels * WIDTH, null, bf16, null, null);
+                yield new PanelMatrix(type, layout, inputs, numPanels * WIDTH, null, bf16, null, null);
             }
             case INT8 -> {
                 int[] codes = new int[f32.length / 4];
@@ -86,7 +120,7 @@ public final class PanelMatrix {
                         codes[slot >>> 2] |= (code & 0xFF) << (8 * (slot & 3));
                     }
                 }
-                yield new PanelMatrix(type, inputs, numPanels * WIDTH, null, null, codes, scales);
+                yield new PanelMatrix(type, layout, inputs, numPanels * WIDTH, null, null, codes, scales);
             }
         };
     }
@@ -130,9 +164,32 @@ public final class PanelMatrix {
         return numPanels;
     }
 
+    public Layout layout() {
+        return layout;
+    }
+
+    /** Element index of chunk {@code (panel, row)}: its column c is at {@code chunkOffset(panel, row) + c}. */
+    public int chunkOffset(int panel, int row) {
+        return chunkOffset(layout, rows, numPanels, panel, row);
+    }
+
+    /** Elements between chunk {@code (p, r)} and chunk {@code (p, r + 1)}: WIDTH in PANELS, a full row in ROWS. */
+    public int rowStride() {
+        return layout == Layout.PANELS ? WIDTH : numPanels * WIDTH;
+    }
+
+    /** Elements between chunk {@code (p, r)} and chunk {@code (p + 1, r)}: a whole panel in PANELS, WIDTH in ROWS. */
+    public int panelStride() {
+        return layout == Layout.PANELS ? rows * WIDTH : WIDTH;
+    }
+
+    private static int chunkOffset(Layout layout, int rows, int numPanels, int panel, int row) {
+        return (layout == Layout.PANELS ? panel * rows + row : row * numPanels + panel) * WIDTH;
+    }
+
     /** The weight at {@code (panel, row, col)}, dequantised: what every kernel multiplies by. */
     public float weight(int panel, int row, int col) {
-        int index = (panel * rows + row) * WIDTH + col;
+        int index = chunkOffset(panel, row) + col;
         return switch (type) {
             case F32 -> f32[index];
             case BF16 -> {
@@ -157,7 +214,7 @@ public final class PanelMatrix {
         };
     }
 
-    /** Bytes one row of one panel reads. */
+    /** Bytes one chunk (one row of one panel) reads. */
     public double bytesPerRow() {
         return bytes() / ((double) numPanels * rows);
     }

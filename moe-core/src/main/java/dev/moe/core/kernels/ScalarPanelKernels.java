@@ -17,4 +17,17 @@ public final class ScalarPanelKernels implements PanelKernels {
             }
         }
     }
+
+    @Override
+    public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, float[] acc) {
+        for (int p = 0; p < m.numPanels(); p++) {
+            for (int c = 0; c < PanelMatrix.WIDTH; c++) {
+                float sum = acc[p * PanelMatrix.WIDTH + c];
+                for (int k = from; k < to; k++) {
+                    sum += a[rows[k]] * m.weight(p, rows[k], c);
+                }
+                acc[p * PanelMatrix.WIDTH + c] = sum;
+            }
+        }
+    }
 }

@@ -2,7 +2,9 @@ package dev.moe.core.kernels;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -27,19 +29,20 @@ public final class VectorPanelKernels implements PanelKernels {
     @Override
     public void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride, int numTokens,
                            float[] out) {
-        int rowBase = panel * m.rows;
+        int base = m.chunkOffset(panel, 0); // element index of chunk (panel, r) = base + r · stride
+        int stride = m.rowStride();
         if (m.type != WeightType.F32 && numTokens == 1) {
             // Decode: widen in registers, straight into the FMAs; the weights are read exactly once.
             if (m.type == WeightType.BF16) {
-                bf16One(m.bf16, rowBase, rows, numRows, a, 0, out, 0);
+                bf16One(m.bf16, base, stride, rows, numRows, a, 0, out, 0);
             } else {
-                i8One(m.i8, m.scales, rowBase, rows, numRows, a, 0, out, 0);
+                i8One(m.i8, m.scales, base, stride, rows, numRows, a, 0, out, 0);
             }
             return;
         }
         java.util.Arrays.fill(out, 0, numTokens * W, 0f);
         if (m.type == WeightType.F32) {
-            f32(m.f32, rowBase, rows, rows, 0, numRows, a, aStride, numTokens, out);
+            f32(m.f32, base, stride, rows, rows, 0, numRows, a, aStride, numTokens, out);
             return;
         }
         // Batches of narrow weights: widen ROW_BLOCK active rows at a time into an L1-resident float32 copy and run
@@ -48,11 +51,11 @@ public final class VectorPanelKernels implements PanelKernels {
         for (int from = 0; from < numRows; from += ROW_BLOCK) {
             int count = Math.min(ROW_BLOCK, numRows - from);
             if (m.type == WeightType.BF16) {
-                widenBf16(m.bf16, rowBase, rows, from, count, scratch);
+                widenBf16(m.bf16, base, stride, rows, from, count, scratch);
             } else {
-                widenI8(m.i8, m.scales, rowBase, rows, from, count, scratch);
+                widenI8(m.i8, m.scales, base, stride, rows, from, count, scratch);
             }
-            f32(scratch, 0, IDENTITY, rows, from, count, a, aStride, numTokens, out);
+            f32(scratch, 0, W, IDENTITY, rows, from, count, a, aStride, numTokens, out);
         }
     }
 
@@ -62,23 +65,23 @@ public final class VectorPanelKernels implements PanelKernels {
     private static final int[] IDENTITY = java.util.stream.IntStream.range(0, ROW_BLOCK).toArray();
 
     /**
-     * Float32 weights, accumulating into {@code out}: token pairs, then the odd token. Weight row {@code wRows[k]} meets
-     * activation channel {@code aRows[aFrom + k]}, k in [0, count).
+     * Float32 weights, accumulating into {@code out}: token pairs, then the odd token. Weight row {@code wRows[k]} (at
+     * element {@code base + wRows[k] · stride}) meets activation channel {@code aRows[aFrom + k]}, k in [0, count).
      */
-    private static void f32(float[] w, int rowBase, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
+    private static void f32(float[] w, int base, int stride, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
                             int aStride, int numTokens, float[] out) {
         int t = 0;
         for (; t + 1 < numTokens; t += 2) {
-            f32Two(w, rowBase, wRows, aRows, aFrom, count, a, t * aStride, (t + 1) * aStride, out, t * W);
+            f32Two(w, base, stride, wRows, aRows, aFrom, count, a, t * aStride, (t + 1) * aStride, out, t * W);
         }
         if (t < numTokens) {
-            f32One(w, rowBase, wRows, aRows, aFrom, count, a, t * aStride, out, t * W);
+            f32One(w, base, stride, wRows, aRows, aFrom, count, a, t * aStride, out, t * W);
         }
     }
 
-    private static void widenBf16(int[] w, int rowBase, int[] rows, int from, int count, float[] scratch) {
+    private static void widenBf16(int[] w, int base, int stride, int[] rows, int from, int count, float[] scratch) {
         for (int k = 0; k < count; k++) {
-            int i = (rowBase + rows[from + k]) * (W / 2);
+            int i = (base + rows[from + k] * stride) >>> 1;
             int o = k * W;
             for (int c = 0; c < W / 2; c += 8) {
                 IntVector v = IntVector.fromArray(I, w, i + c);
@@ -88,10 +91,10 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
-    private static void widenI8(int[] w, float[] scales, int rowBase, int[] rows, int from, int count,
+    private static void widenI8(int[] w, float[] scales, int base, int stride, int[] rows, int from, int count,
                                 float[] scratch) {
         for (int k = 0; k < count; k++) {
-            int e = (rowBase + rows[from + k]) * W;
+            int e = base + rows[from + k] * stride;
             int o = k * W;
             for (int c = 0; c < W; c += PanelMatrix.BLOCK) {
                 FloatVector s = FloatVector.broadcast(F, scales[(e + c) >>> 5]);
@@ -137,14 +140,14 @@ public final class VectorPanelKernels implements PanelKernels {
 
     // ---- F32 ----
 
-    private static void f32One(float[] w, int rowBase, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
-                               int aOff, float[] out, int outOff) {
+    private static void f32One(float[] w, int base, int stride, int[] wRows, int[] aRows, int aFrom, int count,
+                               float[] a, int aOff, float[] out, int outOff) {
         FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
         FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
         FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
         for (int k = 0; k < count; k++) {
             FloatVector x = FloatVector.broadcast(F, a[aOff + aRows[aFrom + k]]);
-            int i = (rowBase + wRows[k]) * W;
+            int i = base + wRows[k] * stride;
             c0 = FloatVector.fromArray(F, w, i).fma(x, c0);
             c1 = FloatVector.fromArray(F, w, i + 8).fma(x, c1);
             c2 = FloatVector.fromArray(F, w, i + 16).fma(x, c2);
@@ -157,8 +160,8 @@ public final class VectorPanelKernels implements PanelKernels {
         store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
     }
 
-    private static void f32Two(float[] w, int rowBase, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
-                               int aOff0, int aOff1, float[] out, int outOff) {
+    private static void f32Two(float[] w, int base, int stride, int[] wRows, int[] aRows, int aFrom, int count,
+                               float[] a, int aOff0, int aOff1, float[] out, int outOff) {
         FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
         FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
         FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
@@ -169,7 +172,7 @@ public final class VectorPanelKernels implements PanelKernels {
             int r = aRows[aFrom + k];
             FloatVector x = FloatVector.broadcast(F, a[aOff0 + r]);
             FloatVector y = FloatVector.broadcast(F, a[aOff1 + r]);
-            int i = (rowBase + wRows[k]) * W;
+            int i = base + wRows[k] * stride;
             FloatVector v;
             v = FloatVector.fromArray(F, w, i); c0 = v.fma(x, c0); d0 = v.fma(y, d0);
             v = FloatVector.fromArray(F, w, i + 8); c1 = v.fma(x, c1); d1 = v.fma(y, d1);
@@ -186,13 +189,13 @@ public final class VectorPanelKernels implements PanelKernels {
 
     // ---- BF16 ----
 
-    private static void bf16One(int[] w, int rowBase, int[] rows, int numRows, float[] a, int aOff, float[] out,
-                                int outOff) {
+    private static void bf16One(int[] w, int base, int stride, int[] rows, int numRows, float[] a, int aOff,
+                                float[] out, int outOff) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
         for (int k = 0; k < numRows; k++) {
             int r = rows[k];
             FloatVector x = FloatVector.broadcast(F, a[aOff + r]);
-            int i = (rowBase + r) * (W / 2); // 64 bf16 = 32 ints
+            int i = (base + r * stride) >>> 1; // 64 bf16 = 32 ints
             IntVector v;
             v = IntVector.fromArray(I, w, i); c0 = low(v).fma(x, c0); c1 = high(v).fma(x, c1);
             v = IntVector.fromArray(I, w, i + 8); c2 = low(v).fma(x, c2); c3 = high(v).fma(x, c3);
@@ -204,12 +207,12 @@ public final class VectorPanelKernels implements PanelKernels {
 
     // ---- INT8: the block scale is folded into the broadcast activation (a·scale), two blocks per row ----
 
-    private static void i8One(int[] w, float[] scales, int rowBase, int[] rows, int numRows, float[] a, int aOff,
-                              float[] out, int outOff) {
+    private static void i8One(int[] w, float[] scales, int base, int stride, int[] rows, int numRows, float[] a,
+                              int aOff, float[] out, int outOff) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
         for (int k = 0; k < numRows; k++) {
             int r = rows[k];
-            int e = (rowBase + r) * W; // element index of the row; 64 codes = 16 ints, 2 blocks
+            int e = base + r * stride; // element index of the row; 64 codes = 16 ints, 2 blocks
             float av = a[aOff + r];
             FloatVector x0 = FloatVector.broadcast(F, av * scales[e >>> 5]);
             FloatVector x1 = FloatVector.broadcast(F, av * scales[(e >>> 5) + 1]);
@@ -225,6 +228,241 @@ public final class VectorPanelKernels implements PanelKernels {
             c7 = byte3(v).fma(x1, c7);
         }
         store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
+    }
+
+    // ---- Whole rows, one token (accumulateRows): an L1 accumulator of the full output width ----
+
+    /**
+     * Row kernels use the widest vectors (512-bit on AVX-512): they stream whole rows through an accumulator in L1, so
+     * wider loads mean fewer accumulator loads and stores per weight.
+     */
+    static final VectorSpecies<Float> R = FloatVector.SPECIES_PREFERRED.length() >= 16
+            ? FloatVector.SPECIES_512 : FloatVector.SPECIES_256;
+    private static final VectorSpecies<Integer> RI = R.length() == 16 ? IntVector.SPECIES_512 : IntVector.SPECIES_256;
+    private static final int L = R.length();
+    /**
+     * With 16 lanes, one int load spans two bf16 groups of 16 (or two int8 blocks of 32), so the widened vectors hold
+     * columns of both: {@code [c0..7, c16..23]} and {@code [c8..15, c24..31]} in bf16. The accumulator is kept in that
+     * lane order during a call and swapped from and back to column order at its ends ({@link #swapHalves}).
+     */
+    private static final boolean WIDE = L == 16;
+    /** Rows per accumulator pass: each accumulator vector is loaded and stored once per 4 rows. */
+    private static final int ROW_PASS = 4;
+    // int8: where byte b of each int of a load goes in the accumulator (column order with 8 lanes, lane order with 16)
+    private static final int I8_B1 = WIDE ? 32 : 8;
+    private static final int I8_B3 = WIDE ? 48 : 24;
+    private static final VectorMask<Float> UPPER = VectorMask.fromLong(R, WIDE ? 0xFF00L : 0L);
+    private static final VectorShuffle<Float> LOWS = halves(0);
+    private static final VectorShuffle<Float> HIGHS = halves(L / 2);
+
+    /** Per-thread row bases and activations of one pass: no allocation per call. */
+    private static final ThreadLocal<RowPass> ROW_PASS_SCRATCH = ThreadLocal.withInitial(RowPass::new);
+
+    private static final class RowPass {
+        final int[] base = new int[ROW_PASS];
+        final float[] x = new float[ROW_PASS];
+    }
+
+    static {
+        if (L != 8 && L != 16) {
+            throw new AssertionError("row kernels need 8 or 16 float lanes");
+        }
+    }
+
+    /** Lanes {@code [from, from + L/2)} of two vectors side by side: pairs (X, Y) with X.rearrange(s, Y). */
+    private static VectorShuffle<Float> halves(int from) {
+        int[] source = new int[L];
+        for (int i = 0; i < L / 2; i++) {
+            source[i] = from + i;
+            source[L / 2 + i] = L + from + i;
+        }
+        return VectorShuffle.fromArray(R, source, 0);
+    }
+
+    @Override
+    public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, float[] acc) {
+        if (from >= to) {
+            return;
+        }
+        int width = m.numPanels * W;
+        boolean laneOrder = WIDE && m.type != WeightType.F32;
+        if (laneOrder) {
+            swapHalves(m.type, acc, width);
+        }
+        RowPass pass = ROW_PASS_SCRATCH.get();
+        if (m.layout == PanelMatrix.Layout.ROWS) {
+            rowSpan(m, 0, m.rowStride(), rows, from, to, a, acc, 0, width, pass);
+        } else {
+            for (int p = 0; p < m.numPanels; p++) {
+                rowSpan(m, m.chunkOffset(p, 0), m.rowStride(), rows, from, to, a, acc, p * W, W, pass);
+            }
+        }
+        if (laneOrder) {
+            swapHalves(m.type, acc, width);
+        }
+    }
+
+    /**
+     * {@code acc[accOff + c] += Σ_k a[rows[k]] · w[base + rows[k]·stride + c]} for c in [0, columns): rows are taken
+     * four per accumulator pass, then the remaining ones one by one.
+     */
+    private static void rowSpan(PanelMatrix m, int base, int stride, int[] rows, int from, int to, float[] a,
+                                float[] acc, int accOff, int columns, RowPass pass) {
+        int k = from;
+        for (; k + ROW_PASS <= to; k += ROW_PASS) {
+            for (int j = 0; j < ROW_PASS; j++) {
+                int r = rows[k + j];
+                pass.base[j] = base + r * stride;
+                pass.x[j] = a[r];
+            }
+            switch (m.type) {
+                case F32 -> f32Rows4(m.f32, pass.base, pass.x, acc, accOff, columns);
+                case BF16 -> bf16Rows4(m.bf16, pass.base, pass.x, acc, accOff, columns);
+                case INT8 -> i8Rows(m.i8, m.scales, pass.base, pass.x, ROW_PASS, acc, accOff, columns);
+            }
+        }
+        for (; k < to; k++) { // tail: the last (to − from) mod 4 rows
+            int r = rows[k];
+            pass.base[0] = base + r * stride;
+            pass.x[0] = a[r];
+            switch (m.type) {
+                case F32 -> f32Rows1(m.f32, pass.base[0], pass.x[0], acc, accOff, columns);
+                case BF16 -> bf16Rows1(m.bf16, pass.base[0], pass.x[0], acc, accOff, columns);
+                case INT8 -> i8Rows(m.i8, m.scales, pass.base, pass.x, 1, acc, accOff, columns);
+            }
+        }
+    }
+
+    private static void f32Rows4(float[] w, int[] base, float[] xs, float[] acc, int accOff, int columns) {
+        int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
+        FloatVector x0 = FloatVector.broadcast(R, xs[0]), x1 = FloatVector.broadcast(R, xs[1]);
+        FloatVector x2 = FloatVector.broadcast(R, xs[2]), x3 = FloatVector.broadcast(R, xs[3]);
+        for (int c = 0; c < columns; c += L) {
+            FloatVector s = FloatVector.fromArray(R, acc, accOff + c);
+            s = FloatVector.fromArray(R, w, b0 + c).fma(x0, s);
+            s = FloatVector.fromArray(R, w, b1 + c).fma(x1, s);
+            s = FloatVector.fromArray(R, w, b2 + c).fma(x2, s);
+            s = FloatVector.fromArray(R, w, b3 + c).fma(x3, s);
+            s.intoArray(acc, accOff + c);
+        }
+    }
+
+    private static void f32Rows1(float[] w, int base, float xs, float[] acc, int accOff, int columns) {
+        FloatVector x = FloatVector.broadcast(R, xs);
+        for (int c = 0; c < columns; c += L) {
+            FloatVector.fromArray(R, w, base + c).fma(x, FloatVector.fromArray(R, acc, accOff + c))
+                    .intoArray(acc, accOff + c);
+        }
+    }
+
+    // bf16: one load of L ints is 2·L columns; its low halves go to acc[c..c+L), its high halves to acc[c+L..c+2L).
+
+    private static void bf16Rows4(int[] w, int[] base, float[] xs, float[] acc, int accOff, int columns) {
+        int b0 = base[0] >>> 1, b1 = base[1] >>> 1, b2 = base[2] >>> 1, b3 = base[3] >>> 1;
+        FloatVector x0 = FloatVector.broadcast(R, xs[0]), x1 = FloatVector.broadcast(R, xs[1]);
+        FloatVector x2 = FloatVector.broadcast(R, xs[2]), x3 = FloatVector.broadcast(R, xs[3]);
+        for (int c = 0; c < columns; c += 2 * L) {
+            int o = accOff + c;
+            int i = c >>> 1;
+            FloatVector lo = FloatVector.fromArray(R, acc, o), hi = FloatVector.fromArray(R, acc, o + L);
+            IntVector v;
+            v = IntVector.fromArray(RI, w, b0 + i); lo = rLow(v).fma(x0, lo); hi = rHigh(v).fma(x0, hi);
+            v = IntVector.fromArray(RI, w, b1 + i); lo = rLow(v).fma(x1, lo); hi = rHigh(v).fma(x1, hi);
+            v = IntVector.fromArray(RI, w, b2 + i); lo = rLow(v).fma(x2, lo); hi = rHigh(v).fma(x2, hi);
+            v = IntVector.fromArray(RI, w, b3 + i); lo = rLow(v).fma(x3, lo); hi = rHigh(v).fma(x3, hi);
+            lo.intoArray(acc, o);
+            hi.intoArray(acc, o + L);
+        }
+    }
+
+    private static void bf16Rows1(int[] w, int base, float xs, float[] acc, int accOff, int columns) {
+        int b = base >>> 1;
+        FloatVector x = FloatVector.broadcast(R, xs);
+        for (int c = 0; c < columns; c += 2 * L) {
+            int o = accOff + c;
+            IntVector v = IntVector.fromArray(RI, w, b + (c >>> 1));
+            rLow(v).fma(x, FloatVector.fromArray(R, acc, o)).intoArray(acc, o);
+            rHigh(v).fma(x, FloatVector.fromArray(R, acc, o + L)).intoArray(acc, o + L);
+        }
+    }
+
+    /**
+     * int8: one load of L ints is 4·L columns (one block of 32 with 8 lanes, two with 16, whose scales go to the lower
+     * and upper half of the broadcast activation); byte b of each int goes to acc at {@code 8·b} (8 lanes) or
+     * {0, 32, 16, 48}[b] (16 lanes). An inner loop over the n rows of a pass keeps the method small enough for C2 to
+     * inline every vector operation (four straight-line rows of 16 conversions each would exceed its node budget).
+     */
+    private static void i8Rows(int[] w, float[] scales, int[] base, float[] xs, int n, float[] acc, int accOff,
+                               int columns) {
+        for (int c = 0; c < columns; c += 4 * L) {
+            int o = accOff + c;
+            FloatVector s0 = FloatVector.fromArray(R, acc, o), s1 = FloatVector.fromArray(R, acc, o + I8_B1);
+            FloatVector s2 = FloatVector.fromArray(R, acc, o + 16), s3 = FloatVector.fromArray(R, acc, o + I8_B3);
+            for (int j = 0; j < n; j++) {
+                int e = base[j] + c;
+                FloatVector x = FloatVector.broadcast(R, xs[j] * scales[e >>> 5]);
+                if (WIDE) {
+                    x = x.blend(xs[j] * scales[(e >>> 5) + 1], UPPER);
+                }
+                IntVector v = IntVector.fromArray(RI, w, e >>> 2);
+                s0 = rByte0(v).fma(x, s0);
+                s1 = rByte1(v).fma(x, s1);
+                s2 = rByte2(v).fma(x, s2);
+                s3 = rByte3(v).fma(x, s3);
+            }
+            s0.intoArray(acc, o);
+            s1.intoArray(acc, o + I8_B1);
+            s2.intoArray(acc, o + 16);
+            s3.intoArray(acc, o + I8_B3);
+        }
+    }
+
+    /**
+     * Column order ↔ the row kernels' lane order (an involution; nothing to do with 8 lanes): bf16 swaps the upper
+     * half of acc[o..o+16) with the lower half of acc[o+16..o+32) for every 32 columns, int8 does the same for the
+     * pairs (o, o+32) and (o+16, o+48) of every 64.
+     */
+    private static void swapHalves(WeightType type, float[] acc, int width) {
+        int step = type == WeightType.BF16 ? 2 * L : 4 * L;
+        int apart = type == WeightType.BF16 ? L : 2 * L;
+        for (int o = 0; o < width; o += step) {
+            for (int h = o; h < o + step - apart; h += L) {
+                FloatVector x = FloatVector.fromArray(R, acc, h);
+                FloatVector y = FloatVector.fromArray(R, acc, h + apart);
+                x.rearrange(LOWS, y).intoArray(acc, h);
+                x.rearrange(HIGHS, y).intoArray(acc, h + apart);
+            }
+        }
+    }
+
+    // Row-kernel copies of the widening helpers (species-specific: sharing one helper between 256- and 512-bit callers
+    // pollutes its profile and can push the callers past C2's inlining budget).
+
+    private static FloatVector rLow(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    private static FloatVector rHigh(IntVector v) {
+        return v.and(0xFFFF0000).reinterpretAsFloats();
+    }
+
+    private static FloatVector rByte0(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 24).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
+                .reinterpretAsFloats();
+    }
+
+    private static FloatVector rByte1(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
+                .reinterpretAsFloats();
+    }
+
+    private static FloatVector rByte2(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 8).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
+                .reinterpretAsFloats();
+    }
+
+    private static FloatVector rByte3(IntVector v) {
+        return v.lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0).reinterpretAsFloats();
     }
 
     private static FloatVector load(float[] out, int off) {

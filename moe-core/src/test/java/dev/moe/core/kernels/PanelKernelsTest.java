@@ -2,6 +2,7 @@ package dev.moe.core.kernels;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.moe.core.kernels.PanelMatrix.Layout;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -13,13 +14,16 @@ class PanelKernelsTest {
 
     static Stream<Arguments> cases() {
         Stream.Builder<Arguments> b = Stream.builder();
-        for (WeightType type : WeightType.values()) {
-            for (int inputs : new int[] {1, 7, 33, 130}) {
-                for (int outputs : new int[] {1, 63, 64, 65, 200}) {
-                    for (int tokens : new int[] {1, 2, 3, 8, 17, 64}) {
-                        for (String mask : new String[] {"all", "none", "half"}) {
-                            if ((inputs * 7 + outputs * 3 + tokens) % 4 == 0 || tokens == 1 || mask.equals("none")) {
-                                b.add(Arguments.of(type, inputs, outputs, tokens, mask));
+        for (Layout layout : Layout.values()) {
+            for (WeightType type : WeightType.values()) {
+                for (int inputs : new int[] {1, 7, 33, 130}) {
+                    for (int outputs : new int[] {1, 63, 64, 65, 200}) {
+                        for (int tokens : new int[] {1, 2, 3, 8, 17, 64}) {
+                            for (String mask : new String[] {"all", "none", "half"}) {
+                                if ((inputs * 7 + outputs * 3 + tokens) % 4 == 0 || tokens == 1
+                                        || mask.equals("none")) {
+                                    b.add(Arguments.of(layout, type, inputs, outputs, tokens, mask));
+                                }
                             }
                         }
                     }
@@ -29,21 +33,18 @@ class PanelKernelsTest {
         return b.build();
     }
 
-    @ParameterizedTest(name = "{0} in={1} out={2} tokens={3} rows={4}")
-    @MethodSource("cases")
-    void vectorMatchesScalarOracle(WeightType type, int inputs, int outputs, int tokens, String mask) {
-        SplittableRandom random = new SplittableRandom(inputs * 1000L + outputs * 10L + tokens);
+    private static PanelMatrix matrix(Layout layout, WeightType type, int inputs, int outputs,
+                                      SplittableRandom random) {
         float[] w = new float[outputs * inputs];
         for (int i = 0; i < w.length; i++) {
             w[i] = (float) random.nextGaussian();
         }
         int panels = (outputs + 63) / 64;
-        PanelMatrix m = PanelMatrix.pack(type, w, inputs, outputs, panels, (p, c) -> p * 64 + c < outputs ? p * 64 + c : -1);
-        int stride = inputs + 3; // activations with a stride wider than the rows
-        float[] a = new float[tokens * stride];
-        for (int i = 0; i < a.length; i++) {
-            a[i] = random.nextInt(5) == 0 ? 0f : (float) random.nextGaussian();
-        }
+        return PanelMatrix.pack(type, layout, w, inputs, outputs, panels,
+                (p, c) -> p * 64 + c < outputs ? p * 64 + c : -1);
+    }
+
+    private static int[] activeRows(int inputs, String mask, SplittableRandom random) {
         int[] rows = new int[inputs];
         int numRows = 0;
         for (int r = 0; r < inputs; r++) {
@@ -51,6 +52,22 @@ class PanelKernelsTest {
                 rows[numRows++] = r;
             }
         }
+        return java.util.Arrays.copyOf(rows, numRows);
+    }
+
+    @ParameterizedTest(name = "{0} {1} in={2} out={3} tokens={4} rows={5}")
+    @MethodSource("cases")
+    void vectorMatchesScalarOracle(Layout layout, WeightType type, int inputs, int outputs, int tokens, String mask) {
+        SplittableRandom random = new SplittableRandom(inputs * 1000L + outputs * 10L + tokens);
+        PanelMatrix m = matrix(layout, type, inputs, outputs, random);
+        int panels = m.numPanels();
+        int stride = inputs + 3; // activations with a stride wider than the rows
+        float[] a = new float[tokens * stride];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = random.nextInt(5) == 0 ? 0f : (float) random.nextGaussian();
+        }
+        int[] rows = activeRows(inputs, mask, random);
+        int numRows = rows.length;
         for (int p = 0; p < panels; p++) {
             float[] expected = new float[tokens * 64];
             float[] actual = new float[tokens * 64];
@@ -68,6 +85,77 @@ class PanelKernelsTest {
             }
             if (numRows == 0) {
                 assertThat(actual).containsOnly(0f);
+            }
+        }
+    }
+
+    static Stream<Arguments> rowCases() {
+        Stream.Builder<Arguments> b = Stream.builder();
+        for (Layout layout : Layout.values()) {
+            for (WeightType type : WeightType.values()) {
+                for (int inputs : new int[] {1, 3, 4, 5, 7, 33, 130}) {
+                    for (int outputs : new int[] {1, 63, 64, 65, 200, 1536}) {
+                        for (String mask : new String[] {"all", "none", "half"}) {
+                            b.add(Arguments.of(layout, type, inputs, outputs, mask));
+                        }
+                    }
+                }
+            }
+        }
+        return b.build();
+    }
+
+    /** Whole-row kernel: every split [from, to) of the active rows (tails of 0..3 rows), accumulating onto acc. */
+    @ParameterizedTest(name = "{0} {1} in={2} out={3} rows={4}")
+    @MethodSource("rowCases")
+    void accumulateRowsMatchesScalarOracle(Layout layout, WeightType type, int inputs, int outputs, String mask) {
+        SplittableRandom random = new SplittableRandom(inputs * 1000L + outputs * 10L + 7);
+        PanelMatrix m = matrix(layout, type, inputs, outputs, random);
+        int width = m.numPanels() * 64;
+        float[] a = new float[inputs];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = random.nextInt(5) == 0 ? 0f : (float) random.nextGaussian();
+        }
+        int[] rows = activeRows(inputs, mask, random);
+        int[][] splits = {{0, rows.length}, {0, rows.length / 2}, {rows.length / 2, rows.length},
+                {Math.min(1, rows.length), rows.length}};
+        for (int[] split : splits) {
+            float[] start = new float[width];
+            for (int c = 0; c < width; c++) {
+                start[c] = (float) random.nextGaussian();
+            }
+            float[] expected = start.clone();
+            float[] actual = start.clone();
+            ScalarPanelKernels.INSTANCE.accumulateRows(m, rows, split[0], split[1], a, expected);
+            VectorPanelKernels.INSTANCE.accumulateRows(m, rows, split[0], split[1], a, actual);
+            for (int c = 0; c < width; c++) {
+                float scale = Math.abs(start[c]);
+                for (int k = split[0]; k < split[1]; k++) {
+                    scale += Math.abs(a[rows[k]] * m.weight(c / 64, rows[k], c % 64));
+                }
+                assertThat(actual[c]).as("rows [%d, %d) column %d", split[0], split[1], c)
+                        .isCloseTo(expected[c], org.assertj.core.data.Offset.offset(1e-5f * (scale + 1e-6f)));
+            }
+            if (split[0] == split[1]) {
+                assertThat(actual).containsExactly(start);
+            }
+        }
+    }
+
+    /** Both layouts store the same weights: only where the chunks go differs. */
+    @ParameterizedTest
+    @MethodSource("types")
+    void layoutsHoldTheSameWeights(WeightType type) {
+        PanelMatrix panels = matrix(Layout.PANELS, type, 37, 150, new SplittableRandom(9));
+        PanelMatrix rows = matrix(Layout.ROWS, type, 37, 150, new SplittableRandom(9));
+        assertThat(rows.bytes()).isEqualTo(panels.bytes());
+        for (int p = 0; p < panels.numPanels(); p++) {
+            for (int r = 0; r < 37; r++) {
+                assertThat(rows.chunkOffset(p, r)).isEqualTo((r * panels.numPanels() + p) * 64);
+                assertThat(panels.chunkOffset(p, r)).isEqualTo((p * 37 + r) * 64);
+                for (int c = 0; c < 64; c++) {
+                    assertThat(rows.weight(p, r, c)).isEqualTo(panels.weight(p, r, c));
+                }
             }
         }
     }
