@@ -12,6 +12,11 @@ import java.util.concurrent.ConcurrentHashMap;
  * call with a single expert keeps every core busy. With thresholds (SCAP), inputs are pruned per token
  * ({@code |v − mode| <= threshold} → 0) and only the union of the batch's active channels is read; when that union is
  * denser than {@code sparseCrossover} the projection runs dense and exact instead, since skipping would save little.
+ *
+ * <p>A sparse projection of a single token whose matrix is in {@link PanelMatrix.Layout#ROWS} runs as whole rows
+ * instead ({@link PanelKernels#accumulateRows}): the active rows are split over the pool's threads, each summing its
+ * share of full output rows into its own accumulator, and the accumulators are added up at the end. Every active row
+ * is then one contiguous run the prefetcher follows, not 64-weight runs scattered over the panels.
  */
 public final class ExpertFfn {
     private static final int W = PanelMatrix.WIDTH;
@@ -19,6 +24,8 @@ public final class ExpertFfn {
     private static final ConcurrentHashMap<Integer, int[]> ALL_ROWS = new ConcurrentHashMap<>();
     /** Per-thread panel outputs, reused across calls: big batches would otherwise churn the young generation. */
     private static final ThreadLocal<float[]> PANEL_OUT = ThreadLocal.withInitial(() -> new float[0]);
+    /** The calling thread's whole-row accumulators (one per (work item, split) of a loop), reused across calls. */
+    private static final ThreadLocal<RowAccumulators> ROW_ACC = ThreadLocal.withInitial(RowAccumulators::new);
 
     private final PanelKernels kernels;
     private final KernelPool pool;
@@ -65,9 +72,13 @@ public final class ExpertFfn {
 
     public Stats[] run(List<Work> work) {
         int n = work.size();
+        int splits = pool.threads();
+        RowAccumulators acc = ROW_ACC.get();
         Input[] gateUpInputs = new Input[n];
         float[][] hidden = new float[n][];
         int[] guStart = new int[n + 1];
+        int[] guSlot = new int[n]; // first accumulator of a whole-row item, else -1
+        int slots = 0;
         for (int w = 0; w < n; w++) {
             Work item = work.get(w);
             PackedExpert e = item.expert();
@@ -75,28 +86,67 @@ public final class ExpertFfn {
                     item.thresholds() == null ? Float.NaN : item.thresholds().gateUpThreshold(),
                     item.thresholds() == null ? 0f : item.thresholds().gateUpMode());
             hidden[w] = new float[item.numTokens() * e.intermediateSize];
-            guStart[w + 1] = guStart[w] + e.gateUp.numPanels;
+            guSlot[w] = wholeRows(e.gateUp, item.numTokens(), gateUpInputs[w]) ? slots : -1;
+            if (guSlot[w] >= 0) {
+                acc.reserve(slots, splits, e.gateUp.numPanels * W);
+                slots += splits;
+            }
+            guStart[w + 1] = guStart[w] + (guSlot[w] >= 0 ? splits : e.gateUp.numPanels);
         }
-        // Loop 1: gate/up panels → h = silu(gate·x) ⊙ up·x
+        // Loop 1: gate/up panels (or row splits) → h = silu(gate·x) ⊙ up·x
         pool.parallelFor(guStart[n], unit -> {
             int w = find(guStart, unit);
-            gateUpPanel(work.get(w), gateUpInputs[w], unit - guStart[w], hidden[w]);
+            if (guSlot[w] >= 0) {
+                rowSplit(work.get(w).expert().gateUp, gateUpInputs[w], unit - guStart[w], splits, acc, guSlot[w]);
+            } else {
+                gateUpPanel(work.get(w), gateUpInputs[w], unit - guStart[w], hidden[w]);
+            }
         });
+        for (int w = 0; w < n; w++) {
+            if (guSlot[w] >= 0) {
+                PackedExpert e = work.get(w).expert();
+                float[] sum = acc.sum(guSlot[w], splits, e.gateUp.numPanels * W);
+                for (int p = 0; p < e.gateUp.numPanels; p++) {
+                    gateUpFinish(e, gateUpInputs[w].mode(), p, sum, p * W, 1, hidden[w]);
+                }
+            }
+        }
         Input[] downInputs = new Input[n];
         int[] downStart = new int[n + 1];
+        int[] downSlot = new int[n];
+        slots = 0;
         for (int w = 0; w < n; w++) {
             Work item = work.get(w);
             PackedExpert e = item.expert();
             downInputs[w] = prepare(hidden[w], item.numTokens(), e.intermediateSize,
                     item.thresholds() == null ? Float.NaN : item.thresholds().downThreshold(),
                     item.thresholds() == null ? 0f : item.thresholds().downMode());
-            downStart[w + 1] = downStart[w] + e.down.numPanels;
+            downSlot[w] = wholeRows(e.down, item.numTokens(), downInputs[w]) ? slots : -1;
+            if (downSlot[w] >= 0) {
+                acc.reserve(slots, splits, e.down.numPanels * W);
+                slots += splits;
+            }
+            downStart[w + 1] = downStart[w] + (downSlot[w] >= 0 ? splits : e.down.numPanels);
         }
-        // Loop 2: down panels → y
+        // Loop 2: down panels (or row splits) → y
         pool.parallelFor(downStart[n], unit -> {
             int w = find(downStart, unit);
-            downPanel(work.get(w), downInputs[w], unit - downStart[w]);
+            if (downSlot[w] >= 0) {
+                rowSplit(work.get(w).expert().down, downInputs[w], unit - downStart[w], splits, acc, downSlot[w]);
+            } else {
+                downPanel(work.get(w), downInputs[w], unit - downStart[w]);
+            }
         });
+        for (int w = 0; w < n; w++) {
+            if (downSlot[w] >= 0) {
+                Work item = work.get(w);
+                PackedExpert e = item.expert();
+                float[] sum = acc.sum(downSlot[w], splits, e.down.numPanels * W);
+                for (int p = 0; p < e.down.numPanels; p++) {
+                    downFinish(e, downInputs[w].mode(), p, sum, p * W, 1, item.y());
+                }
+            }
+        }
         Stats[] stats = new Stats[n];
         for (int w = 0; w < n; w++) {
             stats[w] = new Stats(gateUpInputs[w].stats(), downInputs[w].stats());
@@ -144,11 +194,30 @@ public final class ExpertFfn {
                 new ProjectionStats(true, density, (double) prunedCount / ((long) numTokens * channels)));
     }
 
+    /** Whole rows: a sparse projection of one token on a ROWS matrix. */
+    private static boolean wholeRows(PanelMatrix m, int numTokens, Input in) {
+        return m.layout == PanelMatrix.Layout.ROWS && numTokens == 1 && in.stats().sparse();
+    }
+
+    /** Split {@code split} of {@code splits}: its share of the active rows into accumulator {@code first + split}. */
+    private void rowSplit(PanelMatrix m, Input in, int split, int splits, RowAccumulators acc, int first) {
+        float[] out = acc.zeroed(first + split, m.numPanels * W);
+        int from = (int) ((long) in.numRows() * split / splits);
+        int to = (int) ((long) in.numRows() * (split + 1) / splits);
+        kernels.accumulateRows(m, in.rows(), from, to, in.activations(), out);
+    }
+
     private void gateUpPanel(Work item, Input in, int panel, float[] hidden) {
         PackedExpert e = item.expert();
         int n = item.numTokens();
         float[] out = panelOut(n);
         kernels.accumulate(e.gateUp, panel, in.rows(), in.numRows(), in.activations(), in.stride(), n, out);
+        gateUpFinish(e, in.mode(), panel, out, 0, n, hidden);
+    }
+
+    /** Gate/up panel outputs ({@code out[outOff + t·W + c]}) → {@code hidden}. */
+    private static void gateUpFinish(PackedExpert e, float mode, int panel, float[] out, int outOff, int n,
+                                     float[] hidden) {
         int inter = e.intermediateSize;
         for (int c = 0; c < HALF; c++) {
             int i = panel * HALF + c;
@@ -156,11 +225,11 @@ public final class ExpertFfn {
                 break;
             }
             // Mode-centering: W·x = W·(x − m) + m·Σ_j W[:, j]
-            float gateBias = in.mode() * e.gateRowSums[i];
-            float upBias = in.mode() * e.upRowSums[i];
+            float gateBias = mode * e.gateRowSums[i];
+            float upBias = mode * e.upRowSums[i];
             for (int t = 0; t < n; t++) {
-                float gate = out[t * W + c] + gateBias;
-                float up = out[t * W + HALF + c] + upBias;
+                float gate = out[outOff + t * W + c] + gateBias;
+                float up = out[outOff + t * W + HALF + c] + upBias;
                 hidden[t * inter + i] = Kernels.silu(gate) * up; // act_fn(gate_proj(x)) * up_proj(x)
             }
         }
@@ -171,13 +240,56 @@ public final class ExpertFfn {
         int n = item.numTokens();
         float[] out = panelOut(n);
         kernels.accumulate(e.down, panel, in.rows(), in.numRows(), in.activations(), in.stride(), n, out);
+        downFinish(e, in.mode(), panel, out, 0, n, item.y());
+    }
+
+    /** Down panel outputs ({@code out[outOff + t·W + c]}) → {@code y}. */
+    private static void downFinish(PackedExpert e, float mode, int panel, float[] out, int outOff, int n, float[] y) {
         int hiddenSize = e.hiddenSize;
         int columns = Math.min(W, hiddenSize - panel * W);
         for (int t = 0; t < n; t++) {
             int row = t * hiddenSize + panel * W;
             for (int c = 0; c < columns; c++) {
-                item.y()[row + c] = out[t * W + c] + in.mode() * e.downRowSums[panel * W + c];
+                y[row + c] = out[outOff + t * W + c] + mode * e.downRowSums[panel * W + c];
             }
+        }
+    }
+
+    /**
+     * A calling thread's whole-row accumulators: slot s is written by the one pool unit that owns it during a loop,
+     * then summed by the caller. Grown on demand, never shrunk.
+     */
+    private static final class RowAccumulators {
+        private float[][] slots = new float[0][];
+
+        /** Makes slots [first, first + count) at least {@code width} long (before the loop that uses them). */
+        void reserve(int first, int count, int width) {
+            if (slots.length < first + count) {
+                slots = java.util.Arrays.copyOf(slots, first + count);
+            }
+            for (int s = first; s < first + count; s++) {
+                if (slots[s] == null || slots[s].length < width) {
+                    slots[s] = new float[width];
+                }
+            }
+        }
+
+        float[] zeroed(int slot, int width) {
+            float[] a = slots[slot];
+            java.util.Arrays.fill(a, 0, width, 0f);
+            return a;
+        }
+
+        /** Adds slots (first, first + count) into slot first and returns it. */
+        float[] sum(int first, int count, int width) {
+            float[] total = slots[first];
+            for (int s = first + 1; s < first + count; s++) {
+                float[] part = slots[s];
+                for (int c = 0; c < width; c++) {
+                    total[c] += part[c];
+                }
+            }
+            return total;
         }
     }
 

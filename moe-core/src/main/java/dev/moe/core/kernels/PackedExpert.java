@@ -53,6 +53,15 @@ public final class PackedExpert {
      */
     public static PackedExpert pack(int hiddenSize, int intermediateSize, float[] gateProj, float[] upProj,
                                     float[] downProj, WeightType type) {
+        return pack(hiddenSize, intermediateSize, gateProj, upProj, downProj, type, PanelMatrix.Layout.PANELS);
+    }
+
+    /**
+     * Packs row-major PyTorch weights in the given layout ({@link PanelMatrix.Layout#ROWS} for sparse single-token
+     * serving, {@link PanelMatrix.Layout#PANELS} for dense and batches).
+     */
+    public static PackedExpert pack(int hiddenSize, int intermediateSize, float[] gateProj, float[] upProj,
+                                    float[] downProj, WeightType type, PanelMatrix.Layout layout) {
         long inner = (long) hiddenSize * intermediateSize;
         if (gateProj.length != inner || upProj.length != inner || downProj.length != inner) {
             throw new IllegalArgumentException("SwiGLU weights do not match [" + intermediateSize + ", " + hiddenSize + "]");
@@ -66,15 +75,19 @@ public final class PackedExpert {
         float[] stacked = new float[(int) (2 * inner)];
         System.arraycopy(gateProj, 0, stacked, 0, gateProj.length);
         System.arraycopy(upProj, 0, stacked, gateProj.length, upProj.length);
-        PanelMatrix gateUp = PanelMatrix.pack(type, stacked, hiddenSize, 2 * intermediateSize, guPanels, (p, c) -> {
+        PanelMatrix.ColumnMap gateUpColumns = (p, c) -> {
             int i = p * HALF + c % HALF;
             return i >= intermediateSize ? -1 : (c < HALF ? i : intermediateSize + i);
-        });
+        };
+        PanelMatrix gateUp = PanelMatrix.pack(type, layout, stacked, hiddenSize, 2 * intermediateSize, guPanels,
+                gateUpColumns);
         int downPanels = (hiddenSize + PanelMatrix.WIDTH - 1) / PanelMatrix.WIDTH;
-        PanelMatrix down = PanelMatrix.pack(type, downProj, intermediateSize, hiddenSize, downPanels, (p, c) -> {
+        PanelMatrix.ColumnMap downColumns = (p, c) -> {
             int h = p * PanelMatrix.WIDTH + c;
             return h >= hiddenSize ? -1 : h;
-        });
+        };
+        PanelMatrix down = PanelMatrix.pack(type, layout, downProj, intermediateSize, hiddenSize, downPanels,
+                downColumns);
         return new PackedExpert(hiddenSize, intermediateSize, gateUp, down);
     }
 
@@ -88,6 +101,10 @@ public final class PackedExpert {
 
     public WeightType type() {
         return gateUp.type;
+    }
+
+    public PanelMatrix.Layout layout() {
+        return gateUp.layout;
     }
 
     /** Bytes of weights (and int8 scales) a dense pass reads. */
