@@ -3,6 +3,7 @@ package dev.moe.cli.bench;
 import dev.moe.core.kernels.ExpertFfn;
 import dev.moe.core.kernels.KernelPool;
 import dev.moe.core.kernels.PackedExpert;
+import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.VectorPanelKernels;
 import dev.moe.core.kernels.WeightType;
 import dev.moe.core.sparsity.SparsityThresholds;
@@ -33,6 +34,9 @@ import picocli.CommandLine.Option;
                     + " call after call, so every call streams its weights from DRAM.",
             "Sparsity s: SCAP thresholds pruning a fraction s of the batch's x (gate/up input) and of its h (down"
                     + " input), sparse path forced (crossover 1.0).",
+            "Layouts: panels (64-output panels) or rows (each input channel's output row contiguous: a sparse single"
+                    + " token runs as whole rows split over the threads); with both, one group measures both, and"
+                    + " 'x panels' compares every row with the panels dense time of the same group.",
             "stdout: one JSON object per configuration; stderr: progress, then a table (--table: on stdout)."})
 public final class KernelBench implements Callable<Integer> {
     private static final String[] DEFAULT_SHAPES = {"qwen3-30b-a3b", "olmoe", "mixtral"};
@@ -58,6 +62,10 @@ public final class KernelBench implements Callable<Integer> {
             description = "Kernel pool sizes (default: 1,2; --quick: all processors).")
     List<Integer> threads;
 
+    @Option(names = "--layouts", split = ",", paramLabel = "LAYOUT",
+            description = "Weight layouts: panels, rows (default: panels).")
+    List<String> layouts;
+
     @Mixin
     MeasureOptions measureOptions;
 
@@ -78,9 +86,10 @@ public final class KernelBench implements Callable<Integer> {
     }
 
     /** One measured configuration. */
-    record Row(Shapes.Expert shape, WeightType type, int batch, double sparsity, int threads, Measure.Result time,
-               int poolExperts, long poolBytes, long expertBytes, double weightGbps, double bwGbps, double gflops,
-               double gflopsExecuted, double peakGflops, double speedup, double prunedX, double prunedH,
+    record Row(Shapes.Expert shape, WeightType type, PanelMatrix.Layout layout, int batch, double sparsity, int threads,
+               Measure.Result time, int poolExperts, long poolBytes, long expertBytes, double weightGbps, double bwGbps,
+               double gflops, double gflopsExecuted, double peakGflops, double speedup, double speedupVsPanels,
+               double prunedX, double prunedH,
                double unionX, double unionH, boolean sparsePath, double overheadMs, double maskMs, double otherLoad,
                int attempts) {
 
@@ -100,6 +109,7 @@ public final class KernelBench implements Callable<Integer> {
                     .put("hidden", shape.hidden())
                     .put("intermediate", shape.intermediate())
                     .put("dtype", type.name().toLowerCase(Locale.ROOT))
+                    .put("layout", layout.name().toLowerCase(Locale.ROOT))
                     .put("batch", batch)
                     .put("sparsity", sparsity, 3)
                     .put("threads", threads)
@@ -115,6 +125,7 @@ public final class KernelBench implements Callable<Integer> {
                     .put("peak_gflops", peakGflops, 1)
                     .put("peak_fraction", gflopsExecuted / peakGflops, 3)
                     .put("speedup_vs_dense", speedup, 3)
+                    .put("speedup_vs_panels_dense", speedupVsPanels, 3)
                     .putSparsity(prunedX, prunedH, unionX, unionH)
                     .put("sparse_path", sparsePath)
                     .put("overhead_ms", overheadMs, 5)
@@ -174,6 +185,17 @@ public final class KernelBench implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw Opts.usage(spec, e.getMessage());
         }
+        List<PanelMatrix.Layout> layoutList = new ArrayList<>();
+        try {
+            for (String l : layouts != null ? layouts : List.of("panels")) {
+                PanelMatrix.Layout layout = PanelMatrix.Layout.parse(l);
+                if (!layoutList.contains(layout)) {
+                    layoutList.add(layout);
+                }
+            }
+        } catch (IllegalArgumentException e) {
+            throw Opts.usage(spec, e.getMessage());
+        }
         double[] sparsityList = Opts.fractions(spec, "--sparsity",
                 sparsities != null ? sparsities : quick ? List.of(0.0, 0.5) : List.of(0.0, 0.5, 0.7));
         int[] batchList = Opts.positiveInts(spec, "--batch",
@@ -189,11 +211,13 @@ public final class KernelBench implements Callable<Integer> {
         long bwBytes = measureOptions.bwBytes();
 
         int maxBatch = Arrays.stream(batchList).max().orElseThrow();
-        long configs = (long) shapeList.size() * types.size() * batchList.length * threadList.length * sparsityList.length;
-        err.printf(Locale.ROOT, "bench kernel: %d configurations (%d shapes x %d dtypes x %d batches x %d thread counts"
-                        + " x %d sparsities); %d repeats >= %.0f ms each, median reported; weights rotated over >= %s%n",
-                configs, shapeList.size(), types.size(), batchList.length, threadList.length, sparsityList.length,
-                settings.repeats(), settings.minSeconds() * 1e3, MachineLimits.mib(poolBytes));
+        long configs = (long) shapeList.size() * types.size() * layoutList.size() * batchList.length
+                * threadList.length * sparsityList.length;
+        err.printf(Locale.ROOT, "bench kernel: %d configurations (%d shapes x %d dtypes x %d layouts x %d batches x %d"
+                        + " thread counts x %d sparsities); %d repeats >= %.0f ms each, median reported; weights"
+                        + " rotated over >= %s%n",
+                configs, shapeList.size(), types.size(), layoutList.size(), batchList.length, threadList.length,
+                sparsityList.length, settings.repeats(), settings.minSeconds() * 1e3, MachineLimits.mib(poolBytes));
 
         int[] distinctThreads = Arrays.stream(threadList).distinct().toArray();
         float[] bwBuffer = MachineLimits.buffer(bwBytes);
@@ -210,7 +234,7 @@ public final class KernelBench implements Callable<Integer> {
             for (int t : distinctThreads) {
                 pools.put(t, new KernelPool(t));
             }
-            JitWarmup.run(types, pools.values(), measureOptions.jitWarmupSeconds(3.0, 1.0), err);
+            JitWarmup.run(types, layoutList, pools.values(), measureOptions.jitWarmupSeconds(3.0, 1.0), err);
             long done = 0;
             for (int si = 0; si < shapeList.size(); si++) {
                 Shapes.Expert shape = shapeList.get(si);
@@ -218,7 +242,11 @@ public final class KernelBench implements Callable<Integer> {
                 float[] x = Synth.gaussian(maxBatch * shape.hidden(), shapeSeed);
                 Reference reference = new Reference();
                 for (WeightType type : types) {
-                    Pool pool = buildPool(shape, type, poolBytes, shapeSeed, x, maxBatch, reference, err);
+                    List<Pool> layoutPools = new ArrayList<>();
+                    for (PanelMatrix.Layout layout : layoutList) {
+                        layoutPools.add(buildPool(shape, type, layout, poolBytes, shapeSeed, x, maxBatch, reference,
+                                err));
+                    }
                     for (int b : batchList) {
                         for (int t : threadList) {
                             KernelPool kp = pools.get(t);
@@ -229,17 +257,28 @@ public final class KernelBench implements Callable<Integer> {
                                 // right before these rows, so each row's bw_gbps is from the same minute as its ms.
                                 MachineLimits.Limits lim = MachineLimits.remeasureBandwidth(limitsByThreads.get(t),
                                         bwBuffer, 3);
-                                Measured dense = measure(shape, pool, x, b, 0.0, kp, settings, stubSettings);
-                                List<Measured> measured = new ArrayList<>();
-                                for (double s : sparsityList) {
-                                    measured.add(s == 0.0 ? dense
-                                            : measure(shape, pool, x, b, s, kp, settings, stubSettings));
+                                // Every layout in one group: their ratios come from the same minutes.
+                                List<Measured> dense = new ArrayList<>();
+                                List<List<Measured>> measured = new ArrayList<>();
+                                for (Pool pool : layoutPools) {
+                                    Measured d = measure(shape, pool, x, b, 0.0, kp, settings, stubSettings);
+                                    List<Measured> m = new ArrayList<>();
+                                    for (double s : sparsityList) {
+                                        m.add(s == 0.0 ? d : measure(shape, pool, x, b, s, kp, settings, stubSettings));
+                                    }
+                                    dense.add(d);
+                                    measured.add(m);
                                 }
+                                int panels = layoutList.indexOf(PanelMatrix.Layout.PANELS);
+                                Measured panelsDense = panels >= 0 ? dense.get(panels) : null;
                                 return (other, attempt) -> {
                                     List<Row> made = new ArrayList<>();
-                                    for (int i = 0; i < sparsityList.length; i++) {
-                                        made.add(row(shape, type, pool, b, sparsityList[i], t, measured.get(i), dense,
-                                                lim, other, attempt));
+                                    for (int l = 0; l < layoutPools.size(); l++) {
+                                        for (int i = 0; i < sparsityList.length; i++) {
+                                            made.add(row(shape, type, layoutPools.get(l), b, sparsityList[i], t,
+                                                    measured.get(l).get(i), dense.get(l), panelsDense, lim, other,
+                                                    attempt));
+                                        }
                                     }
                                     return made;
                                 };
@@ -249,11 +288,13 @@ public final class KernelBench implements Callable<Integer> {
                                 out.println(row.json());
                                 out.flush();
                                 done++;
-                                err.printf(Locale.ROOT, "[%d/%d %.0f s] %s %s batch %d sparsity %.2f threads %d: %.4f ms,"
-                                                + " %.1f GB/s, %.2fx dense%n",
+                                err.printf(Locale.ROOT, "[%d/%d %.0f s] %s %s %s batch %d sparsity %.2f threads %d:"
+                                                + " %.4f ms, %.1f GB/s, %.2fx dense, %.2fx panels dense%n",
                                         done, configs, (System.nanoTime() - started) / 1e9, shape.name(),
-                                        row.type().name().toLowerCase(Locale.ROOT), b, row.sparsity(), t,
-                                        row.time().medianMs(), row.weightGbps(), row.speedup());
+                                        row.type().name().toLowerCase(Locale.ROOT),
+                                        row.layout().name().toLowerCase(Locale.ROOT), b, row.sparsity(), t,
+                                        row.time().medianMs(), row.weightGbps(), row.speedup(),
+                                        row.speedupVsPanels());
                             }
                         }
                     }
@@ -273,21 +314,21 @@ public final class KernelBench implements Callable<Integer> {
     }
 
     /** The experts of one (shape, dtype), rotated call after call. */
-    private record Pool(WeightType type, PackedExpert[] experts, float[][][] reference, long[] projectionBytes,
+    private record Pool(WeightType type, PanelMatrix.Layout layout, PackedExpert[] experts, float[][][] reference, long[] projectionBytes,
                         long expertBytes) {
         int size() {
             return experts.length;
         }
     }
 
-    private Pool buildPool(Shapes.Expert shape, WeightType type, long poolBytes, long shapeSeed, float[] x,
-                           int maxBatch, Reference reference, PrintStream err) {
+    private Pool buildPool(Shapes.Expert shape, WeightType type, PanelMatrix.Layout layout, long poolBytes,
+                           long shapeSeed, float[] x, int maxBatch, Reference reference, PrintStream err) {
         long expertBytes = Synth.gateUpBytes(type, shape.hidden(), shape.intermediate())
                 + Synth.downBytes(type, shape.hidden(), shape.intermediate());
         int count = (int) Math.max(1, (poolBytes + expertBytes - 1) / expertBytes);
         long rawBytes = 3L * shape.hidden() * shape.intermediate() * Float.BYTES;
-        String label = String.format(Locale.ROOT, "bench: %s %s: %d random expert%s x %.1f MiB = %.0f MiB",
-                shape.name(), type.name().toLowerCase(Locale.ROOT), count, count == 1 ? "" : "s",
+        String label = String.format(Locale.ROOT, "bench: %s %s %s: %d random expert%s x %.1f MiB = %.0f MiB",
+                shape.name(), type.name().toLowerCase(Locale.ROOT), layout.name().toLowerCase(Locale.ROOT), count, count == 1 ? "" : "s",
                 expertBytes / 1048576.0, count * expertBytes / 1048576.0);
         long need = 2 * rawBytes + count * expertBytes;
         if (need > Runtime.getRuntime().maxMemory()) {
@@ -306,7 +347,7 @@ public final class KernelBench implements Callable<Integer> {
                     maxBatch, (System.nanoTime() - t0) / 1e9);
             ref[0] = reference.byIndex.computeIfAbsent(0, i -> referenceOf(raw, x, maxBatch));
             err.printf(Locale.ROOT, "%s: packing... (%.1f s)%n", label, (System.nanoTime() - t0) / 1e9);
-            experts[0] = raw.pack(type);
+            experts[0] = raw.pack(type, layout);
         } else {
             Ticker ticker = new Ticker(label + ": packing", count, err);
             boolean parallel = rawBytes < (256L << 20);
@@ -314,12 +355,12 @@ public final class KernelBench implements Callable<Integer> {
             (parallel ? indices.parallel() : indices).forEach(i -> {
                 Synth.RawExpert raw = Synth.rawExpert(shape.hidden(), shape.intermediate(), shapeSeed * 100_003L + i);
                 ref[i] = reference.byIndex.computeIfAbsent(i, k -> referenceOf(raw, x, maxBatch));
-                experts[i] = raw.pack(type);
+                experts[i] = raw.pack(type, layout);
                 ticker.step();
             });
         }
         err.printf(Locale.ROOT, "%s: ready in %.1f s%n", label, (System.nanoTime() - t0) / 1e9);
-        return new Pool(type, experts, ref, Synth.projectionBytes(experts[0]), experts[0].weightBytes());
+        return new Pool(type, layout, experts, ref, Synth.projectionBytes(experts[0]), experts[0].weightBytes());
     }
 
     private static float[][] referenceOf(Synth.RawExpert raw, float[] x, int tokens) {
@@ -368,7 +409,7 @@ public final class KernelBench implements Callable<Integer> {
     }
 
     private Row row(Shapes.Expert shape, WeightType type, Pool pool, int b, double s, int t, Measured m,
-                    Measured dense, MachineLimits.Limits lim, double otherLoad, int attempts) {
+                    Measured dense, Measured panelsDense, MachineLimits.Limits lim, double otherLoad, int attempts) {
         StatsSum st = m.stats();
         double calls = Math.max(1, st.calls);
         double px = st.prunedX / calls;
@@ -382,12 +423,14 @@ public final class KernelBench implements Callable<Integer> {
         double usefulFlops = 2 * macs * (2 * (1 - px) + (1 - ph));
         double executedFlops = 2 * macs * (2 * ux + uh);
         double speedup = s == 0.0 ? 1.0 : dense.time().medianMs() / m.time().medianMs();
+        double speedupVsPanels = panelsDense == null ? Double.NaN
+                : panelsDense == m ? 1.0 : panelsDense.time().medianMs() / m.time().medianMs();
         // Fixed CPU costs: best of repeats (their noise is only ever upward).
         double overhead = m.stub().minMs();
         double mask = s == 0.0 ? 0.0 : Math.max(0.0, m.stub().minMs() - dense.stub().minMs());
-        return new Row(shape, type, b, s, t, m.time(), pool.size(), pool.size() * pool.expertBytes(),
+        return new Row(shape, type, pool.layout(), b, s, t, m.time(), pool.size(), pool.size() * pool.expertBytes(),
                 pool.expertBytes(), bytes / seconds / 1e9, lim.bwGbps(), usefulFlops / seconds / 1e9,
-                executedFlops / seconds / 1e9, lim.peakGflops(), speedup, px, ph, ux, uh,
+                executedFlops / seconds / 1e9, lim.peakGflops(), speedup, speedupVsPanels, px, ph, ux, uh,
                 st.calls > 0 && st.sparseCalls == st.calls, overhead, mask, otherLoad, attempts);
     }
 
@@ -413,18 +456,21 @@ public final class KernelBench implements Callable<Integer> {
                 + " are measured again after a quiet second, up to " + measureOptions.attempts
                 + " attempts in all)");
         p.println();
+        p.println("  x dense = this layout's dense ms / ms; x panels = the panels layout's dense ms (same group) / ms");
+        p.println();
         String header = String.format(Locale.ROOT,
-                "%-14s %-5s %5s %4s %3s %9s %7s %5s %8s %6s %7s %11s %11s %8s %6s %5s",
-                "shape", "dtype", "batch", "spar", "thr", "ms", "GB/s", "%bw", "GFLOP/s", "%peak", "x dense",
-                "pruned x/h", "union x/h", "mask ms", "mask%", "other");
+                "%-14s %-5s %-6s %5s %4s %3s %9s %7s %5s %8s %6s %7s %8s %11s %11s %8s %6s %5s",
+                "shape", "dtype", "layout", "batch", "spar", "thr", "ms", "GB/s", "%bw", "GFLOP/s", "%peak", "x dense",
+                "x panels", "pruned x/h", "union x/h", "mask ms", "mask%", "other");
         p.println(header);
         p.println("-".repeat(header.length()));
         for (Row r : rows) {
-            p.printf(Locale.ROOT, "%-14s %-5s %5d %4.2f %3d %9.4f %7.1f %4.0f%% %8.1f %5.0f%% %6.2fx %5.2f/%5.2f"
-                            + " %5.2f/%5.2f %8.4f %5.1f%% %5.2f%n",
-                    r.shape().name(), r.type().name().toLowerCase(Locale.ROOT), r.batch(), r.sparsity(), r.threads(),
+            p.printf(Locale.ROOT, "%-14s %-5s %-6s %5d %4.2f %3d %9.4f %7.1f %4.0f%% %8.1f %5.0f%% %6.2fx %7.2fx"
+                            + " %5.2f/%5.2f %5.2f/%5.2f %8.4f %5.1f%% %5.2f%n",
+                    r.shape().name(), r.type().name().toLowerCase(Locale.ROOT),
+                    r.layout().name().toLowerCase(Locale.ROOT), r.batch(), r.sparsity(), r.threads(),
                     r.time().medianMs(), r.weightGbps(), 100 * r.weightGbps() / r.bwGbps(), r.gflops(),
-                    100 * r.gflopsExecuted() / r.peakGflops(), r.speedup(), r.prunedX(), r.prunedH(), r.unionX(),
+                    100 * r.gflopsExecuted() / r.peakGflops(), r.speedup(), r.speedupVsPanels(), r.prunedX(), r.prunedH(), r.unionX(),
                     r.unionH(), r.maskMs(), 100 * r.maskFraction(), r.otherLoad());
         }
         printTargets(p, rows);
@@ -436,8 +482,9 @@ public final class KernelBench implements Callable<Integer> {
         p.println();
         p.println("targets (rows present in this run):");
         for (Row r : rows) {
-            String id = String.format(Locale.ROOT, "%s %s batch %d threads %d", r.shape().name(),
-                    r.type().name().toLowerCase(Locale.ROOT), r.batch(), r.threads());
+            String id = String.format(Locale.ROOT, "%s %s %s batch %d threads %d", r.shape().name(),
+                    r.type().name().toLowerCase(Locale.ROOT), r.layout().name().toLowerCase(Locale.ROOT), r.batch(),
+                    r.threads());
             double bwFraction = r.weightGbps() / r.bwGbps();
             double peakFraction = r.gflopsExecuted() / r.peakGflops();
             if (r.sparsity() == 0 && r.batch() == 1 && r.type() != WeightType.F32) {
@@ -445,9 +492,11 @@ public final class KernelBench implements Callable<Integer> {
                         100 * bwFraction, bwFraction >= 0.8 ? "ok" : "MISS");
             }
             if (r.batch() == 1 && (r.sparsity() == 0.5 || r.sparsity() == 0.7)) {
+                // Against the fastest dense there is: the panels layout's when it was measured in the same group.
+                double x = Double.isNaN(r.speedupVsPanels()) ? r.speedup() : r.speedupVsPanels();
                 double target = r.sparsity() == 0.5 ? 1.7 : 2.4;
                 p.printf(Locale.ROOT, "  sparsity %.1f batch 1 >= %.1fx dense        %-40s %5.2fx  %s%n", r.sparsity(),
-                        target, id, r.speedup(), r.speedup() >= target ? "ok" : "MISS");
+                        target, id, x, x >= target ? "ok" : "MISS");
             }
             if (r.sparsity() == 0 && r.batch() == 16) {
                 boolean ok = peakFraction >= 0.5 || bwFraction >= 0.8;

@@ -209,7 +209,8 @@ public final class LayerBench implements Callable<Integer> {
         long started = System.nanoTime();
         try (KernelPool pool = new KernelPool(threadCount)) {
             ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, pool, crossover);
-            JitWarmup.run(types, List.of(pool), measureOptions.jitWarmupSeconds(2.0, 1.0), err);
+            JitWarmup.run(types, List.of(dev.moe.core.kernels.PanelMatrix.Layout.PANELS), List.of(pool),
+                    measureOptions.jitWarmupSeconds(2.0, 1.0), err);
             for (int ti = 0; ti < types.size(); ti++) {
                 for (int si = 0; si < sparsityList.length; si++) {
                     int typeIndex = ti;

@@ -2,6 +2,7 @@ package dev.moe.cli.bench;
 
 import dev.moe.core.kernels.Kernels;
 import dev.moe.core.kernels.PackedExpert;
+import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.VectorKernels;
 import dev.moe.core.kernels.WeightType;
 import java.util.Arrays;
@@ -18,7 +19,11 @@ final class Synth {
     /** Row-major PyTorch weights of one SwiGLU expert. */
     record RawExpert(int hidden, int intermediate, float[] gate, float[] up, float[] down) {
         PackedExpert pack(WeightType type) {
-            return PackedExpert.pack(hidden, intermediate, gate, up, down, type);
+            return pack(type, PanelMatrix.Layout.PANELS);
+        }
+
+        PackedExpert pack(WeightType type, PanelMatrix.Layout layout) {
+            return PackedExpert.pack(hidden, intermediate, gate, up, down, type, layout);
         }
     }
 

@@ -24,9 +24,10 @@ class BenchCommandTest {
     /** Short everything: the numbers of these runs mean nothing, only their shape is checked. */
     private static final String[] FAST = {"--quick", "--repeats", "2", "--min-time", "1ms", "--warmup", "5ms",
         "--jit-warmup", "100ms", "--bw-mib", "8", "--attempts", "1"};
-    private static final List<String> KERNEL_KEYS = List.of("shape", "hidden", "intermediate", "dtype", "batch",
+    private static final List<String> KERNEL_KEYS = List.of("shape", "hidden", "intermediate", "dtype", "layout", "batch",
             "sparsity", "threads", "ms", "ms_min", "ms_max", "repeats", "pool_experts", "weight_gbps", "bw_gbps",
-            "gflops", "gflops_executed", "peak_gflops", "speedup_vs_dense", "achieved_sparsity_x",
+            "gflops", "gflops_executed", "peak_gflops", "speedup_vs_dense", "speedup_vs_panels_dense",
+            "achieved_sparsity_x",
             "achieved_sparsity_h", "union_density_x", "union_density_h", "sparse_path", "overhead_ms", "mask_ms",
             "kernel_ms", "mask_fraction");
     private static final List<String> LAYER_KEYS = List.of("shape", "dtype", "sparsity", "batch", "threads", "ms",
@@ -113,6 +114,32 @@ class BenchCommandTest {
         }
         assertThat(configs).hasSize(lines.size());
         assertThat(stderr).contains("GFLOP/s").contains("targets").contains("read bandwidth");
+    }
+
+    @Test
+    void kernelLayoutsAreMeasuredSideBySide() {
+        int code = run("bench", "kernel", "--shape-override", "64x96", "--pool-mib", "1", "--dtypes", "bf16,int8",
+                "--batch", "1", "--sparsity", "0,0.5", "--threads", "2", "--layouts", "panels,rows");
+        String stderr = streams.stderr();
+        assertThat(code).as(stderr).isZero();
+        List<JsonNode> lines = jsonLines();
+        assertThat(lines).hasSize(2 * 2 * 2);
+        Set<String> configs = new HashSet<>();
+        for (JsonNode row : lines) {
+            String layout = row.get("layout").asString();
+            assertThat(layout).isIn("panels", "rows");
+            configs.add(row.get("dtype").asString() + "/" + layout + "/" + row.get("sparsity").asDouble());
+            double vsPanels = row.get("speedup_vs_panels_dense").asDouble();
+            if (layout.equals("panels") && row.get("sparsity").asDouble() == 0.0) {
+                assertThat(vsPanels).isEqualTo(1.0);
+            } else {
+                assertThat(vsPanels).isPositive();
+            }
+            assertThat(row.get("sparse_path").asBoolean()).isEqualTo(row.get("sparsity").asDouble() > 0);
+        }
+        assertThat(configs).hasSize(lines.size());
+        assertThat(stderr).contains("x panels");
+        assertThat(run("bench", "kernel", "--layouts", "diagonal")).isEqualTo(2);
     }
 
     @Test
