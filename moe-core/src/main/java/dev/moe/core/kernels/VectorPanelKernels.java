@@ -1,5 +1,9 @@
 package dev.moe.core.kernels;
 
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
@@ -11,8 +15,16 @@ import jdk.incubator.vector.VectorSpecies;
  * Vector API panel kernels. One 64-wide panel row is eight 8-lane vectors; each token keeps its eight accumulators in
  * registers for the whole pass over the active rows (register blocking: one load and store of the accumulators per
  * panel, not per row). Float32 weights feed two tokens per weight load; narrow weights are widened in registers for a
- * single token, and widened once per call into a float32 copy of the active rows for a batch. 256-bit vectors: full-rate FMA on every
- * x86 with AVX2 (Zen 4 splits 512-bit ones), and the same code shape on AVX-512 machines.
+ * single token, and widened once per call into a float32 copy of the active rows for a batch. 256-bit vectors:
+ * full-rate FMA on every x86 with AVX2 (Zen 4 splits 512-bit ones), and the same code shape on AVX-512 machines.
+ * Chunks are addressed as panel base + row · {@link PanelMatrix#rowStride()}, so every kernel runs on both layouts.
+ *
+ * <p>Widening: bf16 → f32 puts the 16 bits in the upper half (the low bf16 of each int by a shift, the high one by a
+ * mask); int8 → f32 moves byte b of each int to the top, shifts it down arithmetically (sign extension) and converts.
+ * These are written out in the kernels rather than in helper methods on purpose: when C2 inlines a kernel into a
+ * caller (the dispatcher) and runs into its node budget ({@code NodeCountInliningCutoff}), it still inlines the
+ * {@code @ForceInline} Vector API methods, but a helper of ours that takes or returns a vector is then left as a call
+ * and every vector crossing it is boxed: 4x slower. No kernel calls a method of ours with vector arguments.
  */
 public final class VectorPanelKernels implements PanelKernels {
     public static final VectorPanelKernels INSTANCE = new VectorPanelKernels();
@@ -85,8 +97,8 @@ public final class VectorPanelKernels implements PanelKernels {
             int o = k * W;
             for (int c = 0; c < W / 2; c += 8) {
                 IntVector v = IntVector.fromArray(I, w, i + c);
-                low(v).intoArray(scratch, o + 2 * c);
-                high(v).intoArray(scratch, o + 2 * c + 8);
+                v.lanewise(LSHL, 16).reinterpretAsFloats().intoArray(scratch, o + 2 * c);
+                v.and(0xFFFF0000).reinterpretAsFloats().intoArray(scratch, o + 2 * c + 8);
             }
         }
     }
@@ -99,52 +111,30 @@ public final class VectorPanelKernels implements PanelKernels {
             for (int c = 0; c < W; c += PanelMatrix.BLOCK) {
                 FloatVector s = FloatVector.broadcast(F, scales[(e + c) >>> 5]);
                 IntVector v = IntVector.fromArray(I, w, (e + c) >>> 2);
-                byte0(v).mul(s).intoArray(scratch, o + c);
-                byte1(v).mul(s).intoArray(scratch, o + c + 8);
-                byte2(v).mul(s).intoArray(scratch, o + c + 16);
-                byte3(v).mul(s).intoArray(scratch, o + c + 24);
+                FloatVector b0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats();
+                FloatVector b1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats();
+                FloatVector b2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats();
+                FloatVector b3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats();
+                b0.mul(s).intoArray(scratch, o + c);
+                b1.mul(s).intoArray(scratch, o + c + 8);
+                b2.mul(s).intoArray(scratch, o + c + 16);
+                b3.mul(s).intoArray(scratch, o + c + 24);
             }
         }
-    }
-
-    // ---- weight loads: 8 consecutive weights as float32 ----
-
-    // bf16 → f32 is "put the 16 bits in the upper half": the low bf16 of each int by a shift, the high one by a mask.
-    private static FloatVector low(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-    }
-
-    private static FloatVector high(IntVector v) {
-        return v.and(0xFFFF0000).reinterpretAsFloats();
-    }
-
-    // int8 → f32: byte b of each int is moved to the top and shifted down arithmetically (sign-extended), then converted.
-    private static FloatVector byte0(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 24).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector byte1(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector byte2(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 8).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector byte3(IntVector v) {
-        return v.lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0).reinterpretAsFloats();
     }
 
     // ---- F32 ----
 
     private static void f32One(float[] w, int base, int stride, int[] wRows, int[] aRows, int aFrom, int count,
                                float[] a, int aOff, float[] out, int outOff) {
-        FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
-        FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
-        FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
+        FloatVector c0 = FloatVector.fromArray(F, out, outOff);
+        FloatVector c1 = FloatVector.fromArray(F, out, outOff + 8);
+        FloatVector c2 = FloatVector.fromArray(F, out, outOff + 16);
+        FloatVector c3 = FloatVector.fromArray(F, out, outOff + 24);
+        FloatVector c4 = FloatVector.fromArray(F, out, outOff + 32);
+        FloatVector c5 = FloatVector.fromArray(F, out, outOff + 40);
+        FloatVector c6 = FloatVector.fromArray(F, out, outOff + 48);
+        FloatVector c7 = FloatVector.fromArray(F, out, outOff + 56);
         for (int k = 0; k < count; k++) {
             FloatVector x = FloatVector.broadcast(F, a[aOff + aRows[aFrom + k]]);
             int i = base + wRows[k] * stride;
@@ -157,17 +147,35 @@ public final class VectorPanelKernels implements PanelKernels {
             c6 = FloatVector.fromArray(F, w, i + 48).fma(x, c6);
             c7 = FloatVector.fromArray(F, w, i + 56).fma(x, c7);
         }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
+        c0.intoArray(out, outOff);
+        c1.intoArray(out, outOff + 8);
+        c2.intoArray(out, outOff + 16);
+        c3.intoArray(out, outOff + 24);
+        c4.intoArray(out, outOff + 32);
+        c5.intoArray(out, outOff + 40);
+        c6.intoArray(out, outOff + 48);
+        c7.intoArray(out, outOff + 56);
     }
 
     private static void f32Two(float[] w, int base, int stride, int[] wRows, int[] aRows, int aFrom, int count,
                                float[] a, int aOff0, int aOff1, float[] out, int outOff) {
-        FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
-        FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
-        FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
+        FloatVector c0 = FloatVector.fromArray(F, out, outOff);
+        FloatVector c1 = FloatVector.fromArray(F, out, outOff + 8);
+        FloatVector c2 = FloatVector.fromArray(F, out, outOff + 16);
+        FloatVector c3 = FloatVector.fromArray(F, out, outOff + 24);
+        FloatVector c4 = FloatVector.fromArray(F, out, outOff + 32);
+        FloatVector c5 = FloatVector.fromArray(F, out, outOff + 40);
+        FloatVector c6 = FloatVector.fromArray(F, out, outOff + 48);
+        FloatVector c7 = FloatVector.fromArray(F, out, outOff + 56);
         int o = outOff + W;
-        FloatVector d0 = load(out, o), d1 = load(out, o + 8), d2 = load(out, o + 16), d3 = load(out, o + 24);
-        FloatVector d4 = load(out, o + 32), d5 = load(out, o + 40), d6 = load(out, o + 48), d7 = load(out, o + 56);
+        FloatVector d0 = FloatVector.fromArray(F, out, o);
+        FloatVector d1 = FloatVector.fromArray(F, out, o + 8);
+        FloatVector d2 = FloatVector.fromArray(F, out, o + 16);
+        FloatVector d3 = FloatVector.fromArray(F, out, o + 24);
+        FloatVector d4 = FloatVector.fromArray(F, out, o + 32);
+        FloatVector d5 = FloatVector.fromArray(F, out, o + 40);
+        FloatVector d6 = FloatVector.fromArray(F, out, o + 48);
+        FloatVector d7 = FloatVector.fromArray(F, out, o + 56);
         for (int k = 0; k < count; k++) {
             int r = aRows[aFrom + k];
             FloatVector x = FloatVector.broadcast(F, a[aOff0 + r]);
@@ -183,8 +191,22 @@ public final class VectorPanelKernels implements PanelKernels {
             v = FloatVector.fromArray(F, w, i + 48); c6 = v.fma(x, c6); d6 = v.fma(y, d6);
             v = FloatVector.fromArray(F, w, i + 56); c7 = v.fma(x, c7); d7 = v.fma(y, d7);
         }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
-        store(out, outOff + W, d0, d1, d2, d3, d4, d5, d6, d7);
+        c0.intoArray(out, outOff);
+        c1.intoArray(out, outOff + 8);
+        c2.intoArray(out, outOff + 16);
+        c3.intoArray(out, outOff + 24);
+        c4.intoArray(out, outOff + 32);
+        c5.intoArray(out, outOff + 40);
+        c6.intoArray(out, outOff + 48);
+        c7.intoArray(out, outOff + 56);
+        d0.intoArray(out, outOff + W);
+        d1.intoArray(out, outOff + W + 8);
+        d2.intoArray(out, outOff + W + 16);
+        d3.intoArray(out, outOff + W + 24);
+        d4.intoArray(out, outOff + W + 32);
+        d5.intoArray(out, outOff + W + 40);
+        d6.intoArray(out, outOff + W + 48);
+        d7.intoArray(out, outOff + W + 56);
     }
 
     // ---- BF16 ----
@@ -197,12 +219,27 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector x = FloatVector.broadcast(F, a[aOff + r]);
             int i = (base + r * stride) >>> 1; // 64 bf16 = 32 ints
             IntVector v;
-            v = IntVector.fromArray(I, w, i); c0 = low(v).fma(x, c0); c1 = high(v).fma(x, c1);
-            v = IntVector.fromArray(I, w, i + 8); c2 = low(v).fma(x, c2); c3 = high(v).fma(x, c3);
-            v = IntVector.fromArray(I, w, i + 16); c4 = low(v).fma(x, c4); c5 = high(v).fma(x, c5);
-            v = IntVector.fromArray(I, w, i + 24); c6 = low(v).fma(x, c6); c7 = high(v).fma(x, c7);
+            v = IntVector.fromArray(I, w, i);
+            c0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c0);
+            c1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c1);
+            v = IntVector.fromArray(I, w, i + 8);
+            c2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c2);
+            c3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c3);
+            v = IntVector.fromArray(I, w, i + 16);
+            c4 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c4);
+            c5 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c5);
+            v = IntVector.fromArray(I, w, i + 24);
+            c6 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c6);
+            c7 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c7);
         }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
+        c0.intoArray(out, outOff);
+        c1.intoArray(out, outOff + 8);
+        c2.intoArray(out, outOff + 16);
+        c3.intoArray(out, outOff + 24);
+        c4.intoArray(out, outOff + 32);
+        c5.intoArray(out, outOff + 40);
+        c6.intoArray(out, outOff + 48);
+        c7.intoArray(out, outOff + 56);
     }
 
     // ---- INT8: the block scale is folded into the broadcast activation (a·scale), two blocks per row ----
@@ -217,17 +254,24 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector x0 = FloatVector.broadcast(F, av * scales[e >>> 5]);
             FloatVector x1 = FloatVector.broadcast(F, av * scales[(e >>> 5) + 1]);
             IntVector v = IntVector.fromArray(I, w, e >>> 2);
-            c0 = byte0(v).fma(x0, c0);
-            c1 = byte1(v).fma(x0, c1);
-            c2 = byte2(v).fma(x0, c2);
-            c3 = byte3(v).fma(x0, c3);
+            c0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x0, c0);
+            c1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x0, c1);
+            c2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x0, c2);
+            c3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x0, c3);
             v = IntVector.fromArray(I, w, (e >>> 2) + 8);
-            c4 = byte0(v).fma(x1, c4);
-            c5 = byte1(v).fma(x1, c5);
-            c6 = byte2(v).fma(x1, c6);
-            c7 = byte3(v).fma(x1, c7);
+            c4 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x1, c4);
+            c5 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x1, c5);
+            c6 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x1, c6);
+            c7 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x1, c7);
         }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
+        c0.intoArray(out, outOff);
+        c1.intoArray(out, outOff + 8);
+        c2.intoArray(out, outOff + 16);
+        c3.intoArray(out, outOff + 24);
+        c4.intoArray(out, outOff + 32);
+        c5.intoArray(out, outOff + 40);
+        c6.intoArray(out, outOff + 48);
+        c7.intoArray(out, outOff + 56);
     }
 
     // ---- Whole rows, one token (accumulateRows): an L1 accumulator of the full output width ----
@@ -366,10 +410,18 @@ public final class VectorPanelKernels implements PanelKernels {
             int i = c >>> 1;
             FloatVector lo = FloatVector.fromArray(R, acc, o), hi = FloatVector.fromArray(R, acc, o + L);
             IntVector v;
-            v = IntVector.fromArray(RI, w, b0 + i); lo = rLow(v).fma(x0, lo); hi = rHigh(v).fma(x0, hi);
-            v = IntVector.fromArray(RI, w, b1 + i); lo = rLow(v).fma(x1, lo); hi = rHigh(v).fma(x1, hi);
-            v = IntVector.fromArray(RI, w, b2 + i); lo = rLow(v).fma(x2, lo); hi = rHigh(v).fma(x2, hi);
-            v = IntVector.fromArray(RI, w, b3 + i); lo = rLow(v).fma(x3, lo); hi = rHigh(v).fma(x3, hi);
+            v = IntVector.fromArray(RI, w, b0 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x0, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x0, hi);
+            v = IntVector.fromArray(RI, w, b1 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x1, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x1, hi);
+            v = IntVector.fromArray(RI, w, b2 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x2, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x2, hi);
+            v = IntVector.fromArray(RI, w, b3 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x3, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x3, hi);
             lo.intoArray(acc, o);
             hi.intoArray(acc, o + L);
         }
@@ -381,8 +433,8 @@ public final class VectorPanelKernels implements PanelKernels {
         for (int c = 0; c < columns; c += 2 * L) {
             int o = accOff + c;
             IntVector v = IntVector.fromArray(RI, w, b + (c >>> 1));
-            rLow(v).fma(x, FloatVector.fromArray(R, acc, o)).intoArray(acc, o);
-            rHigh(v).fma(x, FloatVector.fromArray(R, acc, o + L)).intoArray(acc, o + L);
+            v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, FloatVector.fromArray(R, acc, o)).intoArray(acc, o);
+            v.and(0xFFFF0000).reinterpretAsFloats().fma(x, FloatVector.fromArray(R, acc, o + L)).intoArray(acc, o + L);
         }
     }
 
@@ -405,10 +457,10 @@ public final class VectorPanelKernels implements PanelKernels {
                     x = x.blend(xs[j] * scales[(e >>> 5) + 1], UPPER);
                 }
                 IntVector v = IntVector.fromArray(RI, w, e >>> 2);
-                s0 = rByte0(v).fma(x, s0);
-                s1 = rByte1(v).fma(x, s1);
-                s2 = rByte2(v).fma(x, s2);
-                s3 = rByte3(v).fma(x, s3);
+                s0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s0);
+                s1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s1);
+                s2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s2);
+                s3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s3);
             }
             s0.intoArray(acc, o);
             s1.intoArray(acc, o + I8_B1);
@@ -433,51 +485,5 @@ public final class VectorPanelKernels implements PanelKernels {
                 x.rearrange(HIGHS, y).intoArray(acc, h + apart);
             }
         }
-    }
-
-    // Row-kernel copies of the widening helpers (species-specific: sharing one helper between 256- and 512-bit callers
-    // pollutes its profile and can push the callers past C2's inlining budget).
-
-    private static FloatVector rLow(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-    }
-
-    private static FloatVector rHigh(IntVector v) {
-        return v.and(0xFFFF0000).reinterpretAsFloats();
-    }
-
-    private static FloatVector rByte0(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 24).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector rByte1(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector rByte2(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 8).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector rByte3(IntVector v) {
-        return v.lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0).reinterpretAsFloats();
-    }
-
-    private static FloatVector load(float[] out, int off) {
-        return FloatVector.fromArray(F, out, off);
-    }
-
-    private static void store(float[] out, int off, FloatVector c0, FloatVector c1, FloatVector c2, FloatVector c3,
-                              FloatVector c4, FloatVector c5, FloatVector c6, FloatVector c7) {
-        c0.intoArray(out, off);
-        c1.intoArray(out, off + 8);
-        c2.intoArray(out, off + 16);
-        c3.intoArray(out, off + 24);
-        c4.intoArray(out, off + 32);
-        c5.intoArray(out, off + 40);
-        c6.intoArray(out, off + 48);
-        c7.intoArray(out, off + 56);
     }
 }
