@@ -13,10 +13,10 @@ import java.util.concurrent.ConcurrentHashMap;
  * ({@code |v − mode| <= threshold} → 0) and only the union of the batch's active channels is read; when that union is
  * denser than {@code sparseCrossover} the projection runs dense and exact instead, since skipping would save little.
  *
- * <p>A sparse projection of a single token whose matrix is in {@link PanelMatrix.Layout#ROWS} runs as whole rows
- * instead ({@link PanelKernels#accumulateRows}): the active rows are split over the pool's threads, each summing its
- * share of full output rows into its own accumulator, and the accumulators are added up at the end. Every active row
- * is then one contiguous run the prefetcher follows, not 64-weight runs scattered over the panels.
+ * <p>A projection of a single token whose matrix is in {@link PanelMatrix.Layout#ROWS} runs as whole rows instead
+ * ({@link PanelKernels#accumulateRows}): the active rows (all of them when dense) are split over the pool's threads,
+ * each summing its share of full output rows into its own accumulator, and the accumulators are added up at the end.
+ * Every active row is then one contiguous run the prefetcher follows, not 64-weight runs scattered over the panels.
  */
 public final class ExpertFfn {
     private static final int W = PanelMatrix.WIDTH;
@@ -86,7 +86,7 @@ public final class ExpertFfn {
                     item.thresholds() == null ? Float.NaN : item.thresholds().gateUpThreshold(),
                     item.thresholds() == null ? 0f : item.thresholds().gateUpMode());
             hidden[w] = new float[item.numTokens() * e.intermediateSize];
-            guSlot[w] = wholeRows(e.gateUp, item.numTokens(), gateUpInputs[w]) ? slots : -1;
+            guSlot[w] = wholeRows(e.gateUp, item.numTokens()) ? slots : -1;
             if (guSlot[w] >= 0) {
                 acc.reserve(slots, splits, e.gateUp.numPanels * W);
                 slots += splits;
@@ -121,7 +121,7 @@ public final class ExpertFfn {
             downInputs[w] = prepare(hidden[w], item.numTokens(), e.intermediateSize,
                     item.thresholds() == null ? Float.NaN : item.thresholds().downThreshold(),
                     item.thresholds() == null ? 0f : item.thresholds().downMode());
-            downSlot[w] = wholeRows(e.down, item.numTokens(), downInputs[w]) ? slots : -1;
+            downSlot[w] = wholeRows(e.down, item.numTokens()) ? slots : -1;
             if (downSlot[w] >= 0) {
                 acc.reserve(slots, splits, e.down.numPanels * W);
                 slots += splits;
@@ -194,9 +194,12 @@ public final class ExpertFfn {
                 new ProjectionStats(true, density, (double) prunedCount / ((long) numTokens * channels)));
     }
 
-    /** Whole rows: a sparse projection of one token on a ROWS matrix. */
-    private static boolean wholeRows(PanelMatrix m, int numTokens, Input in) {
-        return m.layout == PanelMatrix.Layout.ROWS && numTokens == 1 && in.stats().sparse();
+    /**
+     * Whole rows: a projection of one token on a ROWS matrix, sparse or dense (on ROWS, whole rows also beat the panel
+     * loop for a dense token, whose 64-weight chunks are a full row apart there).
+     */
+    private static boolean wholeRows(PanelMatrix m, int numTokens) {
+        return m.layout == PanelMatrix.Layout.ROWS && numTokens == 1;
     }
 
     /** Split {@code split} of {@code splits}: its share of the active rows into accumulator {@code first + split}. */

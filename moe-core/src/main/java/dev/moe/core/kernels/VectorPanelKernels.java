@@ -21,10 +21,11 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Widening: bf16 → f32 puts the 16 bits in the upper half (the low bf16 of each int by a shift, the high one by a
  * mask); int8 → f32 moves byte b of each int to the top, shifts it down arithmetically (sign extension) and converts.
- * These are written out in the kernels rather than in helper methods on purpose: when C2 inlines a kernel into a
- * caller (the dispatcher) and runs into its node budget ({@code NodeCountInliningCutoff}), it still inlines the
- * {@code @ForceInline} Vector API methods, but a helper of ours that takes or returns a vector is then left as a call
- * and every vector crossing it is boxed: 4x slower. No kernel calls a method of ours with vector arguments.
+ * {@code i8One} and the whole-row kernels write this out instead of calling helper methods: when C2 inlines such a
+ * kernel into its caller and runs into its node budget ({@code NodeCountInliningCutoff}), it still inlines the
+ * {@code @ForceInline} Vector API methods, but a helper of ours that takes or returns a vector is left as a call and
+ * every vector crossing it is boxed (seen: i8One inlined into {@link #accumulate}, the accumulator store left as a
+ * call, int8 dense 4x slower in a process that also ran the ROWS kernels).
  */
 public final class VectorPanelKernels implements PanelKernels {
     public static final VectorPanelKernels INSTANCE = new VectorPanelKernels();
@@ -97,8 +98,8 @@ public final class VectorPanelKernels implements PanelKernels {
             int o = k * W;
             for (int c = 0; c < W / 2; c += 8) {
                 IntVector v = IntVector.fromArray(I, w, i + c);
-                v.lanewise(LSHL, 16).reinterpretAsFloats().intoArray(scratch, o + 2 * c);
-                v.and(0xFFFF0000).reinterpretAsFloats().intoArray(scratch, o + 2 * c + 8);
+                low(v).intoArray(scratch, o + 2 * c);
+                high(v).intoArray(scratch, o + 2 * c + 8);
             }
         }
     }
@@ -111,30 +112,52 @@ public final class VectorPanelKernels implements PanelKernels {
             for (int c = 0; c < W; c += PanelMatrix.BLOCK) {
                 FloatVector s = FloatVector.broadcast(F, scales[(e + c) >>> 5]);
                 IntVector v = IntVector.fromArray(I, w, (e + c) >>> 2);
-                FloatVector b0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats();
-                FloatVector b1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats();
-                FloatVector b2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats();
-                FloatVector b3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats();
-                b0.mul(s).intoArray(scratch, o + c);
-                b1.mul(s).intoArray(scratch, o + c + 8);
-                b2.mul(s).intoArray(scratch, o + c + 16);
-                b3.mul(s).intoArray(scratch, o + c + 24);
+                byte0(v).mul(s).intoArray(scratch, o + c);
+                byte1(v).mul(s).intoArray(scratch, o + c + 8);
+                byte2(v).mul(s).intoArray(scratch, o + c + 16);
+                byte3(v).mul(s).intoArray(scratch, o + c + 24);
             }
         }
+    }
+
+    // ---- weight loads: 8 consecutive weights as float32 ----
+
+    // bf16 → f32 is "put the 16 bits in the upper half": the low bf16 of each int by a shift, the high one by a mask.
+    private static FloatVector low(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    private static FloatVector high(IntVector v) {
+        return v.and(0xFFFF0000).reinterpretAsFloats();
+    }
+
+    // int8 → f32: byte b of each int is moved to the top and shifted down arithmetically (sign-extended), then converted.
+    private static FloatVector byte0(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 24).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
+                .reinterpretAsFloats();
+    }
+
+    private static FloatVector byte1(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
+                .reinterpretAsFloats();
+    }
+
+    private static FloatVector byte2(IntVector v) {
+        return v.lanewise(VectorOperators.LSHL, 8).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
+                .reinterpretAsFloats();
+    }
+
+    private static FloatVector byte3(IntVector v) {
+        return v.lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0).reinterpretAsFloats();
     }
 
     // ---- F32 ----
 
     private static void f32One(float[] w, int base, int stride, int[] wRows, int[] aRows, int aFrom, int count,
                                float[] a, int aOff, float[] out, int outOff) {
-        FloatVector c0 = FloatVector.fromArray(F, out, outOff);
-        FloatVector c1 = FloatVector.fromArray(F, out, outOff + 8);
-        FloatVector c2 = FloatVector.fromArray(F, out, outOff + 16);
-        FloatVector c3 = FloatVector.fromArray(F, out, outOff + 24);
-        FloatVector c4 = FloatVector.fromArray(F, out, outOff + 32);
-        FloatVector c5 = FloatVector.fromArray(F, out, outOff + 40);
-        FloatVector c6 = FloatVector.fromArray(F, out, outOff + 48);
-        FloatVector c7 = FloatVector.fromArray(F, out, outOff + 56);
+        FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
+        FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
+        FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
         for (int k = 0; k < count; k++) {
             FloatVector x = FloatVector.broadcast(F, a[aOff + aRows[aFrom + k]]);
             int i = base + wRows[k] * stride;
@@ -147,35 +170,17 @@ public final class VectorPanelKernels implements PanelKernels {
             c6 = FloatVector.fromArray(F, w, i + 48).fma(x, c6);
             c7 = FloatVector.fromArray(F, w, i + 56).fma(x, c7);
         }
-        c0.intoArray(out, outOff);
-        c1.intoArray(out, outOff + 8);
-        c2.intoArray(out, outOff + 16);
-        c3.intoArray(out, outOff + 24);
-        c4.intoArray(out, outOff + 32);
-        c5.intoArray(out, outOff + 40);
-        c6.intoArray(out, outOff + 48);
-        c7.intoArray(out, outOff + 56);
+        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
     }
 
     private static void f32Two(float[] w, int base, int stride, int[] wRows, int[] aRows, int aFrom, int count,
                                float[] a, int aOff0, int aOff1, float[] out, int outOff) {
-        FloatVector c0 = FloatVector.fromArray(F, out, outOff);
-        FloatVector c1 = FloatVector.fromArray(F, out, outOff + 8);
-        FloatVector c2 = FloatVector.fromArray(F, out, outOff + 16);
-        FloatVector c3 = FloatVector.fromArray(F, out, outOff + 24);
-        FloatVector c4 = FloatVector.fromArray(F, out, outOff + 32);
-        FloatVector c5 = FloatVector.fromArray(F, out, outOff + 40);
-        FloatVector c6 = FloatVector.fromArray(F, out, outOff + 48);
-        FloatVector c7 = FloatVector.fromArray(F, out, outOff + 56);
+        FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
+        FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
+        FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
         int o = outOff + W;
-        FloatVector d0 = FloatVector.fromArray(F, out, o);
-        FloatVector d1 = FloatVector.fromArray(F, out, o + 8);
-        FloatVector d2 = FloatVector.fromArray(F, out, o + 16);
-        FloatVector d3 = FloatVector.fromArray(F, out, o + 24);
-        FloatVector d4 = FloatVector.fromArray(F, out, o + 32);
-        FloatVector d5 = FloatVector.fromArray(F, out, o + 40);
-        FloatVector d6 = FloatVector.fromArray(F, out, o + 48);
-        FloatVector d7 = FloatVector.fromArray(F, out, o + 56);
+        FloatVector d0 = load(out, o), d1 = load(out, o + 8), d2 = load(out, o + 16), d3 = load(out, o + 24);
+        FloatVector d4 = load(out, o + 32), d5 = load(out, o + 40), d6 = load(out, o + 48), d7 = load(out, o + 56);
         for (int k = 0; k < count; k++) {
             int r = aRows[aFrom + k];
             FloatVector x = FloatVector.broadcast(F, a[aOff0 + r]);
@@ -191,22 +196,8 @@ public final class VectorPanelKernels implements PanelKernels {
             v = FloatVector.fromArray(F, w, i + 48); c6 = v.fma(x, c6); d6 = v.fma(y, d6);
             v = FloatVector.fromArray(F, w, i + 56); c7 = v.fma(x, c7); d7 = v.fma(y, d7);
         }
-        c0.intoArray(out, outOff);
-        c1.intoArray(out, outOff + 8);
-        c2.intoArray(out, outOff + 16);
-        c3.intoArray(out, outOff + 24);
-        c4.intoArray(out, outOff + 32);
-        c5.intoArray(out, outOff + 40);
-        c6.intoArray(out, outOff + 48);
-        c7.intoArray(out, outOff + 56);
-        d0.intoArray(out, outOff + W);
-        d1.intoArray(out, outOff + W + 8);
-        d2.intoArray(out, outOff + W + 16);
-        d3.intoArray(out, outOff + W + 24);
-        d4.intoArray(out, outOff + W + 32);
-        d5.intoArray(out, outOff + W + 40);
-        d6.intoArray(out, outOff + W + 48);
-        d7.intoArray(out, outOff + W + 56);
+        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
+        store(out, outOff + W, d0, d1, d2, d3, d4, d5, d6, d7);
     }
 
     // ---- BF16 ----
@@ -219,27 +210,12 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector x = FloatVector.broadcast(F, a[aOff + r]);
             int i = (base + r * stride) >>> 1; // 64 bf16 = 32 ints
             IntVector v;
-            v = IntVector.fromArray(I, w, i);
-            c0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c0);
-            c1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c1);
-            v = IntVector.fromArray(I, w, i + 8);
-            c2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c2);
-            c3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c3);
-            v = IntVector.fromArray(I, w, i + 16);
-            c4 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c4);
-            c5 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c5);
-            v = IntVector.fromArray(I, w, i + 24);
-            c6 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c6);
-            c7 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c7);
+            v = IntVector.fromArray(I, w, i); c0 = low(v).fma(x, c0); c1 = high(v).fma(x, c1);
+            v = IntVector.fromArray(I, w, i + 8); c2 = low(v).fma(x, c2); c3 = high(v).fma(x, c3);
+            v = IntVector.fromArray(I, w, i + 16); c4 = low(v).fma(x, c4); c5 = high(v).fma(x, c5);
+            v = IntVector.fromArray(I, w, i + 24); c6 = low(v).fma(x, c6); c7 = high(v).fma(x, c7);
         }
-        c0.intoArray(out, outOff);
-        c1.intoArray(out, outOff + 8);
-        c2.intoArray(out, outOff + 16);
-        c3.intoArray(out, outOff + 24);
-        c4.intoArray(out, outOff + 32);
-        c5.intoArray(out, outOff + 40);
-        c6.intoArray(out, outOff + 48);
-        c7.intoArray(out, outOff + 56);
+        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
     }
 
     // ---- INT8: the block scale is folded into the broadcast activation (a·scale), two blocks per row ----
@@ -539,5 +515,21 @@ public final class VectorPanelKernels implements PanelKernels {
                 x.rearrange(HIGHS, y).intoArray(acc, h + apart);
             }
         }
+    }
+
+    private static FloatVector load(float[] out, int off) {
+        return FloatVector.fromArray(F, out, off);
+    }
+
+    private static void store(float[] out, int off, FloatVector c0, FloatVector c1, FloatVector c2, FloatVector c3,
+                              FloatVector c4, FloatVector c5, FloatVector c6, FloatVector c7) {
+        c0.intoArray(out, off);
+        c1.intoArray(out, off + 8);
+        c2.intoArray(out, off + 16);
+        c3.intoArray(out, off + 24);
+        c4.intoArray(out, off + 32);
+        c5.intoArray(out, off + 40);
+        c6.intoArray(out, off + 48);
+        c7.intoArray(out, off + 56);
     }
 }
