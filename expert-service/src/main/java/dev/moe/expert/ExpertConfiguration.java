@@ -53,8 +53,8 @@ public class ExpertConfiguration {
             log.info("{}: SCAP thresholds from {} (target sparsity {})", properties.serverId(), properties.sparsity(),
                     profile.targetSparsity());
         }
-        ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, properties.weights(), thresholds,
-                line -> log.info("{}: {}", properties.serverId(), line));
+        ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, properties.weights(), properties.layout(),
+                thresholds, line -> log.info("{}: {}", properties.serverId(), line));
         log.info("{}: ready, model fingerprint {}", properties.serverId(), shard.fingerprint());
         return shard;
     }

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.moe.core.placement.ExpertPlacement.Strategy;
+import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.WeightType;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -13,13 +14,13 @@ class ExpertServerPropertiesTest {
     private static ExpertServerProperties props(String serverId, Integer index, Integer numServers, Strategy placement,
                                                 String experts) {
         return new ExpertServerProperties(null, serverId, index, numServers, placement, experts, null, null, null, null,
-                null, null, null);
+                null, null, null, null);
     }
 
     @Test
     void defaults() {
         ExpertServerProperties p = new ExpertServerProperties(null, null, null, null, null, null, null, null, null, null,
-                null, null, null);
+                null, null, null, null);
 
         assertThat(p.model()).isNull();
         assertThat(p.serverIndex()).isEqualTo(0);
@@ -34,6 +35,19 @@ class ExpertServerPropertiesTest {
         assertThat(p.sparseCrossover()).isEqualTo(0.2); // the BF16 default
         assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
         assertThat(p.metrics().layerTag()).isFalse();
+        assertThat(p.layout()).isEqualTo(PanelMatrix.Layout.PANELS); // no thresholds file: dense
+    }
+
+    @Test
+    void aThresholdsFileDefaultsToWholeRowsWithTheirCrossover() {
+        ExpertServerProperties p = new ExpertServerProperties(null, null, null, null, null, null, null,
+                WeightType.INT8, Path.of("/t.json"), null, null, null, null, null);
+        assertThat(p.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
+        assertThat(p.sparseCrossover()).isEqualTo(0.75);
+        ExpertServerProperties panels = new ExpertServerProperties(null, null, null, null, null, null, null,
+                WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.PANELS);
+        assertThat(panels.layout()).isEqualTo(PanelMatrix.Layout.PANELS);
+        assertThat(panels.sparseCrossover()).isEqualTo(0.1); // the INT8 panels default
     }
 
     @Test
@@ -48,19 +62,19 @@ class ExpertServerPropertiesTest {
         // 3 shards x 2 replicas: pods 0..5 host shards 0,1,2,0,1,2
         for (int pod = 0; pod < 6; pod++) {
             ExpertServerProperties p = new ExpertServerProperties(null, null, null, 3, null, null, null, null, null, null,
-                    null, pod, null);
+                    null, pod, null, null);
             assertThat(p.serverIndex()).isEqualTo(pod % 3);
             assertThat(p.hostedExperts(9)).containsExactly(3 * (pod % 3), 3 * (pod % 3) + 1, 3 * (pod % 3) + 2);
         }
         org.assertj.core.api.Assertions.assertThatThrownBy(() -> new ExpertServerProperties(null, null, null, 3, null,
-                null, null, null, null, null, null, -1, null)).hasMessageContaining("pod-index -1");
+                null, null, null, null, null, null, -1, null, null)).hasMessageContaining("pod-index -1");
     }
 
     @Test
     void explicitValuesAreKept() {
         ExpertServerProperties p = new ExpertServerProperties(Path.of("/models/qwen"), "pod-a", 2, 5,
                 Strategy.STRIDED, "1,3", 128, WeightType.INT8, Path.of("/t.json"), 0.5, 3, null,
-                new ExpertServerProperties.Metrics(true));
+                new ExpertServerProperties.Metrics(true), PanelMatrix.Layout.PANELS);
 
         assertThat(p.model()).isEqualTo(Path.of("/models/qwen"));
         assertThat(p.serverId()).isEqualTo("pod-a");

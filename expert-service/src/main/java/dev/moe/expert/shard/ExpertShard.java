@@ -3,6 +3,7 @@ package dev.moe.expert.shard;
 import dev.moe.core.checkpoint.Checkpoint;
 import dev.moe.core.config.MoeConfig;
 import dev.moe.core.kernels.PackedExpert;
+import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.WeightType;
 import dev.moe.core.moe.MoeWeights;
 import dev.moe.core.sparsity.SparsityThresholds;
@@ -50,6 +51,14 @@ public final class ExpertShard {
     /** Loads {@code hostedExperts} of every MoE layer; {@code progress} receives one line per layer. */
     public static ExpertShard load(Checkpoint checkpoint, MoeConfig config, int[] hostedExperts, WeightType weightType,
                                    ThresholdSource thresholdSource, Consumer<String> progress) {
+        return load(checkpoint, config, hostedExperts, weightType, PanelMatrix.Layout.PANELS, thresholdSource,
+                progress);
+    }
+
+    /** Loads {@code hostedExperts} of every MoE layer, packed in {@code layout}. */
+    public static ExpertShard load(Checkpoint checkpoint, MoeConfig config, int[] hostedExperts, WeightType weightType,
+                                   PanelMatrix.Layout layout, ThresholdSource thresholdSource,
+                                   Consumer<String> progress) {
         Map<Integer, PackedExpert[]> experts = new HashMap<>();
         Map<Integer, SparsityThresholds[]> thresholds = new HashMap<>();
         int layersDone = 0;
@@ -59,7 +68,7 @@ public final class ExpertShard {
             PackedExpert[] byId = new PackedExpert[config.numExperts()];
             SparsityThresholds[] thresholdsById = new SparsityThresholds[config.numExperts()];
             for (int e : hostedExperts) {
-                byId[e] = MoeWeights.loadPackedExpert(checkpoint, config, layer, e, weightType);
+                byId[e] = MoeWeights.loadPackedExpert(checkpoint, config, layer, e, weightType, layout);
                 bytes += byId[e].weightBytes();
                 thresholdsById[e] = thresholdSource.thresholds(layer, e);
                 anyThresholds |= thresholdsById[e] != null;
@@ -67,8 +76,9 @@ public final class ExpertShard {
             experts.put(layer, byId);
             thresholds.put(layer, thresholdsById);
             layersDone++;
-            progress.accept(String.format("loaded layer %d (%d/%d MoE layers, %d experts, %s, %.1f MiB resident)", layer,
-                    layersDone, config.moeLayers().size(), hostedExperts.length, weightType, bytes / 1048576.0));
+            progress.accept(String.format("loaded layer %d (%d/%d MoE layers, %d experts, %s %s, %.1f MiB resident)",
+                    layer, layersDone, config.moeLayers().size(), hostedExperts.length, weightType, layout,
+                    bytes / 1048576.0));
         }
         return new ExpertShard(config, checkpoint.fingerprint(), hostedExperts.clone(), weightType, bytes, experts,
                 thresholds, anyThresholds);

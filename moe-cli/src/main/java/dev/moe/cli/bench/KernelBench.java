@@ -465,12 +465,14 @@ public final class KernelBench implements Callable<Integer> {
         p.println(header);
         p.println("-".repeat(header.length()));
         for (Row r : rows) {
-            p.printf(Locale.ROOT, "%-14s %-5s %-6s %5d %4.2f %3d %9.4f %7.1f %4.0f%% %8.1f %5.0f%% %6.2fx %7.2fx"
+            String vsPanels = Double.isNaN(r.speedupVsPanels()) ? "-"
+                    : String.format(Locale.ROOT, "%.2fx", r.speedupVsPanels());
+            p.printf(Locale.ROOT, "%-14s %-5s %-6s %5d %4.2f %3d %9.4f %7.1f %4.0f%% %8.1f %5.0f%% %6.2fx %8s"
                             + " %5.2f/%5.2f %5.2f/%5.2f %8.4f %5.1f%% %5.2f%n",
                     r.shape().name(), r.type().name().toLowerCase(Locale.ROOT),
                     r.layout().name().toLowerCase(Locale.ROOT), r.batch(), r.sparsity(), r.threads(),
                     r.time().medianMs(), r.weightGbps(), 100 * r.weightGbps() / r.bwGbps(), r.gflops(),
-                    100 * r.gflopsExecuted() / r.peakGflops(), r.speedup(), r.speedupVsPanels(), r.prunedX(), r.prunedH(), r.unionX(),
+                    100 * r.gflopsExecuted() / r.peakGflops(), r.speedup(), vsPanels, r.prunedX(), r.prunedH(), r.unionX(),
                     r.unionH(), r.maskMs(), 100 * r.maskFraction(), r.otherLoad());
         }
         printTargets(p, rows);

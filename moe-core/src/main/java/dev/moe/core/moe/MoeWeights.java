@@ -5,6 +5,7 @@ import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.config.ModelFamily;
 import dev.moe.core.config.MoeConfig;
 import dev.moe.core.kernels.PackedExpert;
+import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.SwiGluExpert;
 import dev.moe.core.kernels.WeightType;
 
@@ -57,8 +58,14 @@ public final class MoeWeights {
     /** One routed expert packed for the FFN kernels in {@code type} (weights widened to float32 first, then narrowed). */
     public static PackedExpert loadPackedExpert(Checkpoint checkpoint, MoeConfig config, int layer, int expert,
                                                 WeightType type) {
+        return loadPackedExpert(checkpoint, config, layer, expert, type, PanelMatrix.Layout.PANELS);
+    }
+
+    /** {@link #loadPackedExpert(Checkpoint, MoeConfig, int, int, WeightType)} in the given layout. */
+    public static PackedExpert loadPackedExpert(Checkpoint checkpoint, MoeConfig config, int layer, int expert,
+                                                WeightType type, PanelMatrix.Layout layout) {
         float[][] w = readExpert(checkpoint, config, layer, expert);
-        return PackedExpert.pack(config.hiddenSize(), config.moeIntermediateSize(), w[0], w[1], w[2], type);
+        return PackedExpert.pack(config.hiddenSize(), config.moeIntermediateSize(), w[0], w[1], w[2], type, layout);
     }
 
     /** gate_proj, up_proj {@code [inter, hidden]} and down_proj {@code [hidden, inter]} of one routed expert. */
