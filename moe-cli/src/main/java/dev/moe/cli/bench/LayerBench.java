@@ -67,6 +67,12 @@ public final class LayerBench implements Callable<Integer> {
     @Option(names = "--threads", description = "Kernel pool size (default: all processors).")
     Integer threads;
 
+    @Option(names = "--layout", defaultValue = "panels", paramLabel = "LAYOUT",
+            description = "Weight layout of the experts: panels (fastest dense and batched) or rows (fastest sparse"
+                    + " single token; what an expert server with a sparsity file uses) (default: ${DEFAULT-VALUE}).")
+    String layoutName;
+    private dev.moe.core.kernels.PanelMatrix.Layout layout;
+
     @Option(names = "--crossover", defaultValue = "0.75",
             description = "Union density above which a projection runs dense, as the expert server's"
                     + " sparse-crossover (default: ${DEFAULT-VALUE}).")
@@ -101,13 +107,14 @@ public final class LayerBench implements Callable<Integer> {
 
     /** One measured configuration. */
     record Row(String shape, String source, int layer, int numExperts, int topK, int hidden, int inter,
-               WeightType type, double sparsity, int batch, int threads, double crossover, Measure.Result time,
+               WeightType type, String layout, double sparsity, int batch, int threads, double crossover,
+               Measure.Result time,
                double gateMs, double dispatchMs, double expertsMs, double combineMs, double sharedMs,
                double expertsActive, double tokensPerExpert, double weightBytesPerCall, double bwGbps, double prunedX,
                double prunedH, double unionX, double unionH, double sparseShare, double otherLoad, int attempts) {
 
         Row withLoad(double load, int attempt) {
-            return new Row(shape, source, layer, numExperts, topK, hidden, inter, type, sparsity, batch, threads,
+            return new Row(shape, source, layer, numExperts, topK, hidden, inter, type, layout, sparsity, batch, threads,
                     crossover, time, gateMs, dispatchMs, expertsMs, combineMs, sharedMs, expertsActive, tokensPerExpert,
                     weightBytesPerCall, bwGbps, prunedX, prunedH, unionX, unionH, sparseShare, load, attempt);
         }
@@ -131,6 +138,7 @@ public final class LayerBench implements Callable<Integer> {
                     .put("hidden", hidden)
                     .put("intermediate", inter)
                     .put("dtype", type.name().toLowerCase(Locale.ROOT))
+                    .put("layout", layout)
                     .put("sparsity", sparsity, 3)
                     .put("batch", batch)
                     .put("threads", threads)
@@ -183,6 +191,11 @@ public final class LayerBench implements Callable<Integer> {
         if (!(crossover >= 0 && crossover <= 1)) {
             throw Opts.usage(spec, "--crossover must be in [0, 1]");
         }
+        try {
+            layout = dev.moe.core.kernels.PanelMatrix.Layout.parse(layoutName);
+        } catch (IllegalArgumentException e) {
+            throw Opts.usage(spec, "--layout: " + e.getMessage());
+        }
         if (inputs < 1) {
             throw Opts.usage(spec, "--inputs must be >= 1");
         }
@@ -209,7 +222,7 @@ public final class LayerBench implements Callable<Integer> {
         long started = System.nanoTime();
         try (KernelPool pool = new KernelPool(threadCount)) {
             ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, pool, crossover);
-            JitWarmup.run(types, List.of(dev.moe.core.kernels.PanelMatrix.Layout.PANELS), List.of(pool),
+            JitWarmup.run(types, List.of(layout), List.of(pool),
                     measureOptions.jitWarmupSeconds(2.0, 1.0), err);
             for (int ti = 0; ti < types.size(); ti++) {
                 for (int si = 0; si < sparsityList.length; si++) {
@@ -276,7 +289,7 @@ public final class LayerBench implements Callable<Integer> {
                 h[i] = Synth.hidden(gu[0], gu[1]);
             }
             for (int t = 0; t < types.size(); t++) {
-                experts[t][i] = raw.pack(types.get(t));
+                experts[t][i] = raw.pack(types.get(t), layout);
             }
             ticker.step();
         });
@@ -304,7 +317,7 @@ public final class LayerBench implements Callable<Integer> {
                     dir.getFileName(), index, e, hidden, inter, types, sparse ? " + calibration" : ""), e, err);
             for (int i = 0; i < e; i++) {
                 for (int t = 0; t < types.size(); t++) {
-                    experts[t][i] = MoeWeights.loadPackedExpert(c, config, index, i, types.get(t));
+                    experts[t][i] = MoeWeights.loadPackedExpert(c, config, index, i, types.get(t), layout);
                 }
                 if (sparse) {
                     SwiGluExpert f32 = MoeWeights.loadExpert(c, config, index, i);
@@ -394,7 +407,8 @@ public final class LayerBench implements Callable<Integer> {
         double calls = Math.max(1, acc.calls);
         double projections = Math.max(1, acc.projections);
         return new Row(l.shapeName(), l.source(), l.layerIndex(), l.numExperts(), l.topK(), hidden, l.inter(),
-                l.types().get(typeIndex), l.sparsities()[sparsityIndex], batch, threadCount, crossover, time,
+                l.types().get(typeIndex), layout.name().toLowerCase(Locale.ROOT), l.sparsities()[sparsityIndex], batch,
+                threadCount, crossover, time,
                 phases[0] / perCall, phases[1] / perCall, phases[2] / perCall, phases[3] / perCall,
                 phases[4] / perCall, acc.expertsActive / calls, (double) acc.assignments / Math.max(1, acc.expertsActive),
                 acc.weightBytes / calls, limits.bwGbps(), acc.prunedX / projections, acc.prunedH / projections,
@@ -502,15 +516,15 @@ public final class LayerBench implements Callable<Integer> {
                 + " the crossover); other = cores used by other processes meanwhile");
         p.println();
         String header = String.format(Locale.ROOT,
-                "%-5s %4s %5s %9s %9s %8s %8s %9s %8s %8s %7s %7s %6s %5s %11s %11s %5s",
-                "dtype", "spar", "batch", "ms", "tokens/s", "gate", "dispatch", "experts", "combine", "shared",
+                "%-5s %-6s %4s %5s %9s %9s %8s %8s %9s %8s %8s %7s %7s %6s %5s %11s %11s %5s",
+                "dtype", "layout", "spar", "batch", "ms", "tokens/s", "gate", "dispatch", "experts", "combine", "shared",
                 "experts", "tok/exp", "GB/s", "%bw", "pruned x/h", "union x/h", "other");
         p.println(header);
         p.println("-".repeat(header.length()));
         for (Row r : rows) {
-            p.printf(Locale.ROOT, "%-5s %4.2f %5d %9.3f %9.0f %8.3f %8.3f %9.3f %8.3f %8.3f %7.1f %7.2f %6.1f %4.0f%%"
+            p.printf(Locale.ROOT, "%-5s %-6s %4.2f %5d %9.3f %9.0f %8.3f %8.3f %9.3f %8.3f %8.3f %7.1f %7.2f %6.1f %4.0f%%"
                             + " %5.2f/%5.2f %5.2f/%5.2f %5.2f%n",
-                    r.type().name().toLowerCase(Locale.ROOT), r.sparsity(), r.batch(), r.time().medianMs(),
+                    r.type().name().toLowerCase(Locale.ROOT), r.layout(), r.sparsity(), r.batch(), r.time().medianMs(),
                     r.tokensPerSecond(), r.gateMs(), r.dispatchMs(), r.expertsMs(), r.combineMs(), r.sharedMs(),
                     r.expertsActive(), r.tokensPerExpert(), r.weightGbps(), 100 * r.weightGbps() / r.bwGbps(),
                     r.prunedX(), r.prunedH(), r.unionX(), r.unionH(), r.otherLoad());

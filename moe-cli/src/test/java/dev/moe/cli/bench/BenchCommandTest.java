@@ -30,7 +30,7 @@ class BenchCommandTest {
             "achieved_sparsity_x",
             "achieved_sparsity_h", "union_density_x", "union_density_h", "sparse_path", "overhead_ms", "mask_ms",
             "kernel_ms", "mask_fraction");
-    private static final List<String> LAYER_KEYS = List.of("shape", "dtype", "sparsity", "batch", "threads", "ms",
+    private static final List<String> LAYER_KEYS = List.of("shape", "dtype", "layout", "sparsity", "batch", "threads", "ms",
             "tokens_per_s", "gate_ms", "dispatch_ms", "experts_ms", "combine_ms", "shared_ms", "experts_active",
             "tokens_per_expert", "weight_mib_per_call", "weight_gbps", "bw_gbps", "achieved_sparsity_x",
             "achieved_sparsity_h", "union_density_x", "union_density_h");
@@ -140,6 +140,20 @@ class BenchCommandTest {
         assertThat(configs).hasSize(lines.size());
         assertThat(stderr).contains("x panels");
         assertThat(run("bench", "kernel", "--layouts", "diagonal")).isEqualTo(2);
+    }
+
+    @Test
+    void layerRunsOnTheRowsLayoutAndSaysSo() {
+        int code = run("bench", "layer", "--synthetic", "16x4x64x96", "--batch", "1", "--dtype", "int8",
+                "--sparsity", "0,0.5", "--threads", "2", "--layout", "rows");
+        assertThat(code).as(streams.stderr()).isZero();
+        List<JsonNode> lines = jsonLines();
+        assertThat(lines).hasSize(2).allSatisfy(row -> {
+            assertThat(row.get("layout").asString()).isEqualTo("rows");
+            assertThat(row.get("ms").asDouble()).isPositive();
+        });
+        assertThat(lines.get(1).get("achieved_sparsity_x").asDouble()).isPositive(); // the 0.5 row really pruned
+        assertThat(run("bench", "layer", "--synthetic", "16x4x64x96", "--layout", "diagonal")).isEqualTo(2);
     }
 
     @Test
