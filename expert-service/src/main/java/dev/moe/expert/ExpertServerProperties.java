@@ -23,9 +23,9 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param podIndex    a StatefulSet pod's ordinal ({@code apps.kubernetes.io/pod-index}); when set, the shard is
  *                    {@code podIndex mod numServers}, so pods {@code i}, {@code i + n}, … are replicas of shard i
  * @param metrics     metrics settings
- * @param layout      how expert weights are laid out: PANELS (64-output panels, the fastest dense and batched) or ROWS
- *                    (each input channel's output row contiguous, the fastest sparse single token); default ROWS when
- *                    a sparsity thresholds file is configured, else PANELS
+ * @param layout      how expert weights are laid out: PANELS (64-output panels, the fastest dense and batched; the
+ *                    default) or ROWS (each input channel's output row contiguous: the fastest sparse single token,
+ *                    but 2-8 tokens per expert run at about half the PANELS speed, so opt in for decode-heavy traffic)
  */
 @ConfigurationProperties("moe.expert")
 public record ExpertServerProperties(Path model, String serverId, Integer serverIndex, Integer numServers,
@@ -55,7 +55,7 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         serverId = serverId == null || serverId.isBlank() ? "expert-" + serverIndex : serverId;
         maxTokensPerCall = maxTokensPerCall == null ? 16384 : maxTokensPerCall;
         weights = weights == null ? WeightType.BF16 : weights;
-        layout = layout == null ? (sparsity != null ? PanelMatrix.Layout.ROWS : PanelMatrix.Layout.PANELS) : layout;
+        layout = layout == null ? PanelMatrix.Layout.PANELS : layout;
         sparseCrossover = sparseCrossover == null ? defaultSparseCrossover(weights, layout) : sparseCrossover;
         kernelThreads = kernelThreads == null ? Runtime.getRuntime().availableProcessors() : kernelThreads;
         metrics = metrics == null ? new Metrics(false) : metrics;

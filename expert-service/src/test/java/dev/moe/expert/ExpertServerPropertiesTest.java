@@ -35,19 +35,19 @@ class ExpertServerPropertiesTest {
         assertThat(p.sparseCrossover()).isEqualTo(0.2); // the BF16 default
         assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
         assertThat(p.metrics().layerTag()).isFalse();
-        assertThat(p.layout()).isEqualTo(PanelMatrix.Layout.PANELS); // no thresholds file: dense
+        assertThat(p.layout()).isEqualTo(PanelMatrix.Layout.PANELS);
     }
 
     @Test
-    void aThresholdsFileDefaultsToWholeRowsWithTheirCrossover() {
-        ExpertServerProperties p = new ExpertServerProperties(null, null, null, null, null, null, null,
+    void rowsAreOptInAndBringTheirCrossover() {
+        ExpertServerProperties sparse = new ExpertServerProperties(null, null, null, null, null, null, null,
                 WeightType.INT8, Path.of("/t.json"), null, null, null, null, null);
-        assertThat(p.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
-        assertThat(p.sparseCrossover()).isEqualTo(0.75);
-        ExpertServerProperties panels = new ExpertServerProperties(null, null, null, null, null, null, null,
-                WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.PANELS);
-        assertThat(panels.layout()).isEqualTo(PanelMatrix.Layout.PANELS);
-        assertThat(panels.sparseCrossover()).isEqualTo(0.1); // the INT8 panels default
+        assertThat(sparse.layout()).isEqualTo(PanelMatrix.Layout.PANELS); // a thresholds file alone keeps panels
+        assertThat(sparse.sparseCrossover()).isEqualTo(0.1); // the INT8 panels default
+        ExpertServerProperties rows = new ExpertServerProperties(null, null, null, null, null, null, null,
+                WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.ROWS);
+        assertThat(rows.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
+        assertThat(rows.sparseCrossover()).isEqualTo(0.75);
     }
 
     @Test

@@ -19,7 +19,8 @@ import io.grpc.ManagedChannel;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -29,8 +30,9 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class SparseServingTest {
 
-    @Test
-    void calibratedThresholdsHitTheirTargetWhileServing(@TempDir Path dir) throws Exception {
+    @ParameterizedTest(name = "layout {0}")
+    @ValueSource(strings = {"PANELS", "ROWS"})
+    void calibratedThresholdsHitTheirTargetWhileServing(String layout, @TempDir Path dir) throws Exception {
         Spec spec = new Spec(ModelFamily.QWEN3_MOE, 128, 2, 8, 2, 96, 0, 1, 1, true, DType.BF16, 1, 4);
         Path model = dir.resolve("model");
         SyntheticCheckpoint.write(model, spec, SyntheticCheckpoint.SILENT);
@@ -39,7 +41,7 @@ class SparseServingTest {
                 "--out", thresholds.toString())).isZero();
 
         EmbeddedCluster.Options options = EmbeddedCluster.Options.of(model, 2).withProperties(RouterCalls.EXACT)
-                .withProperties(Map.of("moe.expert.sparsity", thresholds.toString(),
+                .withProperties(Map.of("moe.expert.sparsity", thresholds.toString(), "moe.expert.layout", layout,
                         // always prune: this test is about what pruning does, not whether it pays on this machine
                         "moe.expert.sparse-crossover", "1.0"));
         try (Checkpoint checkpoint = Checkpoint.open(model); EmbeddedCluster cluster = EmbeddedCluster.start(options)) {
