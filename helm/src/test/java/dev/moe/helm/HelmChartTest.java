@@ -544,7 +544,8 @@ class HelmChartTest {
         assertThat(r.one(Deployment.class).getSpec().getReplicas()).isNull();
         assertThat(r.objects()).anySatisfy(o -> assertThat(o.getKind()).isEqualTo("HorizontalPodAutoscaler"));
         Container expert = r.one(StatefulSet.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
-        assertThat(expert.getArgs()).contains("--moe.expert.weights=INT8", "--moe.expert.placement=STRIDED",
+        assertThat(expert.getArgs()).contains("--moe.expert.weights=INT8", "--moe.expert.layout=ROWS",
+                "--moe.expert.placement=STRIDED",
                 "--moe.expert.sparsity=/etc/moe/sparsity/scap.json", "--moe.expert.sparse-crossover=0.15",
                 "--moe.expert.kernel-threads=8");
     }
@@ -573,6 +574,7 @@ class HelmChartTest {
     static Stream<Object[]> badValues() {
         return Stream.of(new Object[] {"expert.shards", 0}, new Object[] {"expert.shards", "two"},
                 new Object[] {"expert.replicasPerShard", -1}, new Object[] {"expert.weights", "FP16"},
+                new Object[] {"expert.layout", "DIAGONAL"},
                 new Object[] {"model.source", "s3"}, new Object[] {"router.grpcPort", 70000},
                 new Object[] {"metrics.router.port", 0}, new Object[] {"metrics.expert.port", "http"},
                 new Object[] {"metrics.windowTokens", 0}, new Object[] {"metrics.layerTag", "yes"},
