@@ -28,4 +28,16 @@ public interface PanelKernels {
      * @param acc  {@code [numPanels · WIDTH]} in column order, accumulated into
      */
     void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, float[] acc);
+
+    /**
+     * {@code acc[t·width + c] += Σ_{k in [from, to)} a[t·aStride + rows[k]] · W[c][rows[k]]} for t in
+     * [0, numTokens), c in [0, width = numPanels · WIDTH): {@link #accumulateRows(PanelMatrix, int[], int, int,
+     * float[], float[])} for a small batch, each weight row read (and widened) once for all the tokens. Callers keep
+     * numTokens small (the accumulators, {@code numTokens · width} floats, should stay in L1).
+     *
+     * @param a   activations, token t's channel r at {@code t·aStride + r}
+     * @param acc {@code [numTokens, numPanels · WIDTH]} in column order, accumulated into
+     */
+    void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, int aStride, int numTokens,
+                        float[] acc);
 }

@@ -30,4 +30,22 @@ public final class ScalarPanelKernels implements PanelKernels {
             }
         }
     }
+
+    @Override
+    public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, int aStride, int numTokens,
+                               float[] acc) {
+        int width = m.numPanels() * PanelMatrix.WIDTH;
+        for (int t = 0; t < numTokens; t++) {
+            for (int p = 0; p < m.numPanels(); p++) {
+                for (int c = 0; c < PanelMatrix.WIDTH; c++) {
+                    int o = t * width + p * PanelMatrix.WIDTH + c;
+                    float sum = acc[o];
+                    for (int k = from; k < to; k++) {
+                        sum += a[t * aStride + rows[k]] * m.weight(p, rows[k], c);
+                    }
+                    acc[o] = sum;
+                }
+            }
+        }
+    }
 }

@@ -291,6 +291,8 @@ public final class VectorPanelKernels implements PanelKernels {
     private static final class RowPass {
         final int[] base = new int[ROW_PASS];
         final float[] x = new float[ROW_PASS];
+        /** Batch: token t's activation of row j of the pass at {@code xt[t · ROW_PASS + j]}; grown on demand. */
+        float[] xt = new float[0];
     }
 
     static {
@@ -317,7 +319,7 @@ public final class VectorPanelKernels implements PanelKernels {
         int width = m.numPanels * W;
         boolean laneOrder = WIDE && m.type != WeightType.F32;
         if (laneOrder) {
-            swapHalves(m.type, acc, width);
+            swapHalves(m.type, acc, 0, width);
         }
         RowPass pass = ROW_PASS_SCRATCH.get();
         if (m.layout == PanelMatrix.Layout.ROWS) {
@@ -328,7 +330,7 @@ public final class VectorPanelKernels implements PanelKernels {
             }
         }
         if (laneOrder) {
-            swapHalves(m.type, acc, width);
+            swapHalves(m.type, acc, 0, width);
         }
     }
 
@@ -509,15 +511,184 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
+    // ---- Whole rows, a small batch (accumulateRows with numTokens): each weight vector widened once, then an inner
+    // loop over the tokens, whose accumulators (numTokens · width floats) stay in L1. Four rows per pass; a tail of
+    // fewer rows is padded with zero activations (on the last real row's weights), so there is one kernel per type.
+
+    @Override
+    public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, int aStride, int numTokens,
+                               float[] acc) {
+        if (numTokens == 1) {
+            accumulateRows(m, rows, from, to, a, acc);
+            return;
+        }
+        if (from >= to || numTokens <= 0) {
+            return;
+        }
+        int width = m.numPanels * W;
+        boolean laneOrder = WIDE && m.type != WeightType.F32;
+        if (laneOrder) {
+            for (int t = 0; t < numTokens; t++) {
+                swapHalves(m.type, acc, t * width, width);
+            }
+        }
+        RowPass pass = ROW_PASS_SCRATCH.get();
+        if (pass.xt.length < numTokens * ROW_PASS) {
+            pass.xt = new float[numTokens * ROW_PASS];
+        }
+        if (m.layout == PanelMatrix.Layout.ROWS) {
+            rowSpanBatch(m, 0, rows, from, to, a, aStride, numTokens, acc, 0, width, width, pass);
+        } else {
+            for (int p = 0; p < m.numPanels; p++) {
+                rowSpanBatch(m, m.chunkOffset(p, 0), rows, from, to, a, aStride, numTokens, acc, p * W, W, width,
+                        pass);
+            }
+        }
+        if (laneOrder) {
+            for (int t = 0; t < numTokens; t++) {
+                swapHalves(m.type, acc, t * width, width);
+            }
+        }
+    }
+
+    /**
+     * {@code acc[t·tokenStride + accOff + c] += Σ_k a[t·aStride + rows[k]] · w[base + rows[k]·stride + c]} for c in
+     * [0, columns), four rows per pass (the last pass padded with zero activations).
+     */
+    private static void rowSpanBatch(PanelMatrix m, int base, int[] rows, int from, int to, float[] a, int aStride,
+                                     int numTokens, float[] acc, int accOff, int columns, int tokenStride,
+                                     RowPass pass) {
+        int stride = m.rowStride();
+        float[] xt = pass.xt;
+        for (int k = from; k < to; k += ROW_PASS) {
+            for (int j = 0; j < ROW_PASS; j++) {
+                boolean real = k + j < to;
+                int r = rows[real ? k + j : to - 1];
+                pass.base[j] = base + r * stride;
+                for (int t = 0; t < numTokens; t++) {
+                    xt[t * ROW_PASS + j] = real ? a[t * aStride + r] : 0f;
+                }
+            }
+            switch (m.type) {
+                case F32 -> f32RowsBatch(m.f32, pass.base, xt, numTokens, acc, accOff, columns, tokenStride);
+                case BF16 -> bf16RowsBatch(m.bf16, pass.base, xt, numTokens, acc, accOff, columns, tokenStride);
+                case INT8 -> i8RowsBatch(m.i8, m.scales, pass.base, xt, numTokens, acc, accOff, columns, tokenStride);
+            }
+        }
+    }
+
+    private static void f32RowsBatch(float[] w, int[] base, float[] xt, int numTokens, float[] acc, int accOff,
+                                     int columns, int tokenStride) {
+        int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
+        for (int c = 0; c < columns; c += L) {
+            FloatVector w0 = FloatVector.fromArray(R, w, b0 + c), w1 = FloatVector.fromArray(R, w, b1 + c);
+            FloatVector w2 = FloatVector.fromArray(R, w, b2 + c), w3 = FloatVector.fromArray(R, w, b3 + c);
+            int o = accOff + c;
+            for (int t = 0; t < numTokens; t++, o += tokenStride) {
+                int x = t * ROW_PASS;
+                FloatVector s = FloatVector.fromArray(R, acc, o);
+                s = w0.fma(FloatVector.broadcast(R, xt[x]), s);
+                s = w1.fma(FloatVector.broadcast(R, xt[x + 1]), s);
+                s = w2.fma(FloatVector.broadcast(R, xt[x + 2]), s);
+                s = w3.fma(FloatVector.broadcast(R, xt[x + 3]), s);
+                s.intoArray(acc, o);
+            }
+        }
+    }
+
+    private static void bf16RowsBatch(int[] w, int[] base, float[] xt, int numTokens, float[] acc, int accOff,
+                                      int columns, int tokenStride) {
+        int b0 = base[0] >>> 1, b1 = base[1] >>> 1, b2 = base[2] >>> 1, b3 = base[3] >>> 1;
+        for (int c = 0; c < columns; c += 2 * L) {
+            int i = c >>> 1;
+            IntVector v0 = IntVector.fromArray(RI, w, b0 + i), v1 = IntVector.fromArray(RI, w, b1 + i);
+            IntVector v2 = IntVector.fromArray(RI, w, b2 + i), v3 = IntVector.fromArray(RI, w, b3 + i);
+            FloatVector l0 = v0.lanewise(LSHL, 16).reinterpretAsFloats();
+            FloatVector h0 = v0.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l1 = v1.lanewise(LSHL, 16).reinterpretAsFloats();
+            FloatVector h1 = v1.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l2 = v2.lanewise(LSHL, 16).reinterpretAsFloats();
+            FloatVector h2 = v2.and(0xFFFF0000).reinterpretAsFloats();
+            FloatVector l3 = v3.lanewise(LSHL, 16).reinterpretAsFloats();
+            FloatVector h3 = v3.and(0xFFFF0000).reinterpretAsFloats();
+            int o = accOff + c;
+            for (int t = 0; t < numTokens; t++, o += tokenStride) {
+                int x = t * ROW_PASS;
+                FloatVector x0 = FloatVector.broadcast(R, xt[x]), x1 = FloatVector.broadcast(R, xt[x + 1]);
+                FloatVector x2 = FloatVector.broadcast(R, xt[x + 2]), x3 = FloatVector.broadcast(R, xt[x + 3]);
+                FloatVector lo = FloatVector.fromArray(R, acc, o), hi = FloatVector.fromArray(R, acc, o + L);
+                lo = l0.fma(x0, lo);
+                hi = h0.fma(x0, hi);
+                lo = l1.fma(x1, lo);
+                hi = h1.fma(x1, hi);
+                lo = l2.fma(x2, lo);
+                hi = h2.fma(x2, hi);
+                lo = l3.fma(x3, lo);
+                hi = h3.fma(x3, hi);
+                lo.intoArray(acc, o);
+                hi.intoArray(acc, o + L);
+            }
+        }
+    }
+
+    /** Byte g of each int of an int8 load: left shift before the sign-extending right shift, and acc offset. */
+    private static final int[] I8_SHIFT = {24, 16, 8, 0};
+    private static final int[] I8_OFFSET = {0, I8_B1, 16, I8_B3};
+
+    /**
+     * int8: per L-int load of each of the four rows, the block scales as a vector; then per byte g the four rows'
+     * widened, scaled weights and the loop over the tokens (an inner loop over g keeps 4, not 16, weight vectors live).
+     */
+    private static void i8RowsBatch(int[] w, float[] scales, int[] base, float[] xt, int numTokens, float[] acc,
+                                    int accOff, int columns, int tokenStride) {
+        int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
+        for (int c = 0; c < columns; c += 4 * L) {
+            int e0 = b0 + c, e1 = b1 + c, e2 = b2 + c, e3 = b3 + c;
+            FloatVector s0 = FloatVector.broadcast(R, scales[e0 >>> 5]);
+            FloatVector s1 = FloatVector.broadcast(R, scales[e1 >>> 5]);
+            FloatVector s2 = FloatVector.broadcast(R, scales[e2 >>> 5]);
+            FloatVector s3 = FloatVector.broadcast(R, scales[e3 >>> 5]);
+            if (WIDE) {
+                s0 = s0.blend(scales[(e0 >>> 5) + 1], UPPER);
+                s1 = s1.blend(scales[(e1 >>> 5) + 1], UPPER);
+                s2 = s2.blend(scales[(e2 >>> 5) + 1], UPPER);
+                s3 = s3.blend(scales[(e3 >>> 5) + 1], UPPER);
+            }
+            IntVector v0 = IntVector.fromArray(RI, w, e0 >>> 2), v1 = IntVector.fromArray(RI, w, e1 >>> 2);
+            IntVector v2 = IntVector.fromArray(RI, w, e2 >>> 2), v3 = IntVector.fromArray(RI, w, e3 >>> 2);
+            for (int g = 0; g < 4; g++) {
+                int shift = I8_SHIFT[g];
+                FloatVector w0 = v0.lanewise(LSHL, shift).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats()
+                        .mul(s0);
+                FloatVector w1 = v1.lanewise(LSHL, shift).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats()
+                        .mul(s1);
+                FloatVector w2 = v2.lanewise(LSHL, shift).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats()
+                        .mul(s2);
+                FloatVector w3 = v3.lanewise(LSHL, shift).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats()
+                        .mul(s3);
+                int o = accOff + c + I8_OFFSET[g];
+                for (int t = 0; t < numTokens; t++, o += tokenStride) {
+                    int x = t * ROW_PASS;
+                    FloatVector s = FloatVector.fromArray(R, acc, o);
+                    s = w0.fma(FloatVector.broadcast(R, xt[x]), s);
+                    s = w1.fma(FloatVector.broadcast(R, xt[x + 1]), s);
+                    s = w2.fma(FloatVector.broadcast(R, xt[x + 2]), s);
+                    s = w3.fma(FloatVector.broadcast(R, xt[x + 3]), s);
+                    s.intoArray(acc, o);
+                }
+            }
+        }
+    }
+
     /**
      * Column order ↔ the row kernels' lane order (an involution; nothing to do with 8 lanes): bf16 swaps the upper
      * half of acc[o..o+16) with the lower half of acc[o+16..o+32) for every 32 columns, int8 does the same for the
      * pairs (o, o+32) and (o+16, o+48) of every 64.
      */
-    private static void swapHalves(WeightType type, float[] acc, int width) {
+    private static void swapHalves(WeightType type, float[] acc, int off, int width) {
         int step = type == WeightType.BF16 ? 2 * L : 4 * L;
         int apart = type == WeightType.BF16 ? L : 2 * L;
-        for (int o = 0; o < width; o += step) {
+        for (int o = off; o < off + width; o += step) {
             for (int h = o; h < o + step - apart; h += L) {
                 FloatVector x = FloatVector.fromArray(R, acc, h);
                 FloatVector y = FloatVector.fromArray(R, acc, h + apart);

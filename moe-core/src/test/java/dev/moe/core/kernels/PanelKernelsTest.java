@@ -142,6 +142,92 @@ class PanelKernelsTest {
         }
     }
 
+    static Stream<Arguments> batchRowCases() {
+        Stream.Builder<Arguments> b = Stream.builder();
+        for (Layout layout : Layout.values()) {
+            for (WeightType type : WeightType.values()) {
+                for (int inputs : new int[] {1, 3, 5, 8, 33, 130}) {
+                    for (int outputs : new int[] {1, 63, 65, 200, 1536}) {
+                        for (int tokens : new int[] {1, 2, 3, 4, 5, 8}) {
+                            for (String mask : new String[] {"all", "none", "half"}) {
+                                if (!mask.equals("none") || tokens == 2) {
+                                    b.add(Arguments.of(layout, type, inputs, outputs, tokens, mask));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return b.build();
+    }
+
+    /**
+     * Whole-row kernel of a small batch: every split [from, to) of up to 8 active rows (else the halves and tails of
+     * 1..3 rows), activations with a stride wider than the rows, some of them zero and token 1 all zero from 3 tokens.
+     */
+    @ParameterizedTest(name = "{0} {1} in={2} out={3} tokens={4} rows={5}")
+    @MethodSource("batchRowCases")
+    void batchAccumulateRowsMatchesScalarOracle(Layout layout, WeightType type, int inputs, int outputs, int tokens,
+                                                String mask) {
+        SplittableRandom random = new SplittableRandom(inputs * 1000L + outputs * 10L + tokens);
+        PanelMatrix m = matrix(layout, type, inputs, outputs, random);
+        int width = m.numPanels() * 64;
+        int stride = inputs + 3;
+        float[] a = new float[tokens * stride];
+        for (int t = 0; t < tokens; t++) {
+            for (int r = 0; r < inputs; r++) {
+                boolean zero = (tokens >= 3 && t == 1) || random.nextInt(5) == 0;
+                a[t * stride + r] = zero ? 0f : (float) random.nextGaussian();
+            }
+            for (int r = inputs; r < stride; r++) {
+                a[t * stride + r] = Float.NaN; // past the rows: never read
+            }
+        }
+        int[] rows = activeRows(inputs, mask, random);
+        int n = rows.length;
+        java.util.List<int[]> splits = new java.util.ArrayList<>();
+        if (n <= 8) {
+            for (int from = 0; from <= n; from++) {
+                for (int to = from; to <= n; to++) {
+                    splits.add(new int[] {from, to});
+                }
+            }
+        } else {
+            for (int[] split : new int[][] {{0, n}, {0, n / 2}, {n / 2, n}, {1, n}, {0, n - 1}, {0, n - 2},
+                    {0, n - 3}, {3, n - 2}}) {
+                splits.add(split);
+            }
+        }
+        for (int[] split : splits) {
+            float[] start = new float[tokens * width];
+            for (int c = 0; c < start.length; c++) {
+                start[c] = (float) random.nextGaussian();
+            }
+            float[] expected = start.clone();
+            float[] actual = start.clone();
+            ScalarPanelKernels.INSTANCE.accumulateRows(m, rows, split[0], split[1], a, stride, tokens, expected);
+            VectorPanelKernels.INSTANCE.accumulateRows(m, rows, split[0], split[1], a, stride, tokens, actual);
+            for (int i = 0; i < start.length; i++) {
+                int t = i / width;
+                int c = i % width;
+                float scale = Math.abs(start[i]);
+                for (int k = split[0]; k < split[1]; k++) {
+                    scale += Math.abs(a[t * stride + rows[k]] * m.weight(c / 64, rows[k], c % 64));
+                }
+                assertThat(actual[i]).as("rows [%d, %d) token %d column %d", split[0], split[1], t, c)
+                        .isCloseTo(expected[i], org.assertj.core.data.Offset.offset(1e-5f * (scale + 1e-6f)));
+            }
+            if (split[0] == split[1]) {
+                assertThat(actual).containsExactly(start);
+            }
+            if (tokens >= 3) {
+                assertThat(java.util.Arrays.copyOfRange(actual, width, 2 * width))
+                        .containsExactly(java.util.Arrays.copyOfRange(start, width, 2 * width));
+            }
+        }
+    }
+
     /** Both layouts store the same weights: only where the chunks go differs. */
     @ParameterizedTest
     @MethodSource("types")
