@@ -68,4 +68,23 @@ final class StubKernels implements PanelKernels {
             acc[i / HALF * W + HALF + i % HALF] += u[i];
         }
     }
+
+    /** As {@link #accumulateRows(PanelMatrix, int[], int, int, float[], float[])}, token t's row at t·width. */
+    @Override
+    public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, int aStride, int numTokens,
+                               float[] acc) {
+        boolean isGateUp = m.rows() == hidden && m.numPanels() == gateUpPanels;
+        if (!isGateUp || from != 0) {
+            return;
+        }
+        float[] g = gate;
+        float[] u = up;
+        int width = m.numPanels() * W;
+        for (int t = 0; t < numTokens; t++) {
+            for (int i = 0; i < inter; i++) {
+                acc[t * width + i / HALF * W + i % HALF] += g[t * inter + i];
+                acc[t * width + i / HALF * W + HALF + i % HALF] += u[t * inter + i];
+            }
+        }
+    }
 }

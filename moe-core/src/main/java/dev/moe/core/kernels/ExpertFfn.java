@@ -13,9 +13,10 @@ import java.util.concurrent.ConcurrentHashMap;
  * ({@code |v − mode| <= threshold} → 0) and only the union of the batch's active channels is read; when that union is
  * denser than {@code sparseCrossover} the projection runs dense and exact instead, since skipping would save little.
  *
- * <p>A projection of a single token whose matrix is in {@link PanelMatrix.Layout#ROWS} runs as whole rows instead
- * ({@link PanelKernels#accumulateRows}): the active rows (all of them when dense) are split over the pool's threads,
- * each summing its share of full output rows into its own accumulator, and the accumulators are added up at the end.
+ * <p>A projection of up to {@link #MAX_ROW_TOKENS} tokens whose matrix is in {@link PanelMatrix.Layout#ROWS} runs as
+ * whole rows instead ({@link PanelKernels#accumulateRows}): the active rows (all of them when dense) are split over the
+ * pool's threads, each summing its share of full output rows into its own accumulator (one row of it per token), and
+ * the accumulators are added up at the end.
  * Every active row is then one contiguous run the prefetcher follows, not 64-weight runs scattered over the panels.
  */
 public final class ExpertFfn {
@@ -88,7 +89,7 @@ public final class ExpertFfn {
             hidden[w] = new float[item.numTokens() * e.intermediateSize];
             guSlot[w] = wholeRows(e.gateUp, item.numTokens()) ? slots : -1;
             if (guSlot[w] >= 0) {
-                acc.reserve(slots, splits, e.gateUp.numPanels * W);
+                acc.reserve(slots, splits, item.numTokens() * e.gateUp.numPanels * W);
                 slots += splits;
             }
             guStart[w + 1] = guStart[w] + (guSlot[w] >= 0 ? splits : e.gateUp.numPanels);
@@ -97,7 +98,8 @@ public final class ExpertFfn {
         pool.parallelFor(guStart[n], unit -> {
             int w = find(guStart, unit);
             if (guSlot[w] >= 0) {
-                rowSplit(work.get(w).expert().gateUp, gateUpInputs[w], unit - guStart[w], splits, acc, guSlot[w]);
+                rowSplit(work.get(w).expert().gateUp, gateUpInputs[w], work.get(w).numTokens(), unit - guStart[w],
+                        splits, acc, guSlot[w]);
             } else {
                 gateUpPanel(work.get(w), gateUpInputs[w], unit - guStart[w], hidden[w]);
             }
@@ -105,9 +107,11 @@ public final class ExpertFfn {
         for (int w = 0; w < n; w++) {
             if (guSlot[w] >= 0) {
                 PackedExpert e = work.get(w).expert();
-                float[] sum = acc.sum(guSlot[w], splits, e.gateUp.numPanels * W);
+                int tokens = work.get(w).numTokens();
+                int width = e.gateUp.numPanels * W;
+                float[] sum = acc.sum(guSlot[w], splits, tokens * width);
                 for (int p = 0; p < e.gateUp.numPanels; p++) {
-                    gateUpFinish(e, gateUpInputs[w].mode(), p, sum, p * W, 1, hidden[w]);
+                    gateUpFinish(e, gateUpInputs[w].mode(), p, sum, p * W, width, tokens, hidden[w]);
                 }
             }
         }
@@ -123,7 +127,7 @@ public final class ExpertFfn {
                     item.thresholds() == null ? 0f : item.thresholds().downMode());
             downSlot[w] = wholeRows(e.down, item.numTokens()) ? slots : -1;
             if (downSlot[w] >= 0) {
-                acc.reserve(slots, splits, e.down.numPanels * W);
+                acc.reserve(slots, splits, item.numTokens() * e.down.numPanels * W);
                 slots += splits;
             }
             downStart[w + 1] = downStart[w] + (downSlot[w] >= 0 ? splits : e.down.numPanels);
@@ -132,7 +136,8 @@ public final class ExpertFfn {
         pool.parallelFor(downStart[n], unit -> {
             int w = find(downStart, unit);
             if (downSlot[w] >= 0) {
-                rowSplit(work.get(w).expert().down, downInputs[w], unit - downStart[w], splits, acc, downSlot[w]);
+                rowSplit(work.get(w).expert().down, downInputs[w], work.get(w).numTokens(), unit - downStart[w],
+                        splits, acc, downSlot[w]);
             } else {
                 downPanel(work.get(w), downInputs[w], unit - downStart[w]);
             }
@@ -141,9 +146,11 @@ public final class ExpertFfn {
             if (downSlot[w] >= 0) {
                 Work item = work.get(w);
                 PackedExpert e = item.expert();
-                float[] sum = acc.sum(downSlot[w], splits, e.down.numPanels * W);
+                int tokens = item.numTokens();
+                int width = e.down.numPanels * W;
+                float[] sum = acc.sum(downSlot[w], splits, tokens * width);
                 for (int p = 0; p < e.down.numPanels; p++) {
-                    downFinish(e, downInputs[w].mode(), p, sum, p * W, 1, item.y());
+                    downFinish(e, downInputs[w].mode(), p, sum, p * W, width, tokens, item.y());
                 }
             }
         }
@@ -195,19 +202,29 @@ public final class ExpertFfn {
     }
 
     /**
-     * Whole rows: a projection of one token on a ROWS matrix, sparse or dense (on ROWS, whole rows also beat the panel
-     * loop for a dense token, whose 64-weight chunks are a full row apart there).
+     * Most tokens of a projection that runs as whole rows on a ROWS matrix; above it the
+     * panel loop reads each weight once for the whole batch with its accumulators in registers.
+     */
+    static final int MAX_ROW_TOKENS = 4;
+
+    /**
+     * Whole rows: a projection of at most {@link #MAX_ROW_TOKENS} tokens on a ROWS matrix, sparse or dense (on ROWS,
+     * whole rows beat the panel loop for a small batch, whose 64-weight chunks are a full row apart there).
      */
     private static boolean wholeRows(PanelMatrix m, int numTokens) {
-        return m.layout == PanelMatrix.Layout.ROWS && numTokens == 1;
+        return m.layout == PanelMatrix.Layout.ROWS && numTokens <= MAX_ROW_TOKENS;
     }
 
-    /** Split {@code split} of {@code splits}: its share of the active rows into accumulator {@code first + split}. */
-    private void rowSplit(PanelMatrix m, Input in, int split, int splits, RowAccumulators acc, int first) {
-        float[] out = acc.zeroed(first + split, m.numPanels * W);
+    /**
+     * Split {@code split} of {@code splits}: its share of the active rows, for every token, into accumulator
+     * {@code first + split} ({@code [numTokens, width]}).
+     */
+    private void rowSplit(PanelMatrix m, Input in, int numTokens, int split, int splits, RowAccumulators acc,
+                          int first) {
+        float[] out = acc.zeroed(first + split, numTokens * m.numPanels * W);
         int from = (int) ((long) in.numRows() * split / splits);
         int to = (int) ((long) in.numRows() * (split + 1) / splits);
-        kernels.accumulateRows(m, in.rows(), from, to, in.activations(), out);
+        kernels.accumulateRows(m, in.rows(), from, to, in.activations(), in.stride(), numTokens, out);
     }
 
     private void gateUpPanel(Work item, Input in, int panel, float[] hidden) {
@@ -215,12 +232,12 @@ public final class ExpertFfn {
         int n = item.numTokens();
         float[] out = panelOut(n);
         kernels.accumulate(e.gateUp, panel, in.rows(), in.numRows(), in.activations(), in.stride(), n, out);
-        gateUpFinish(e, in.mode(), panel, out, 0, n, hidden);
+        gateUpFinish(e, in.mode(), panel, out, 0, W, n, hidden);
     }
 
-    /** Gate/up panel outputs ({@code out[outOff + t·W + c]}) → {@code hidden}. */
-    private static void gateUpFinish(PackedExpert e, float mode, int panel, float[] out, int outOff, int n,
-                                     float[] hidden) {
+    /** Gate/up panel outputs ({@code out[outOff + t·outStride + c]}) → {@code hidden}. */
+    private static void gateUpFinish(PackedExpert e, float mode, int panel, float[] out, int outOff, int outStride,
+                                     int n, float[] hidden) {
         int inter = e.intermediateSize;
         for (int c = 0; c < HALF; c++) {
             int i = panel * HALF + c;
@@ -231,8 +248,8 @@ public final class ExpertFfn {
             float gateBias = mode * e.gateRowSums[i];
             float upBias = mode * e.upRowSums[i];
             for (int t = 0; t < n; t++) {
-                float gate = out[outOff + t * W + c] + gateBias;
-                float up = out[outOff + t * W + HALF + c] + upBias;
+                float gate = out[outOff + t * outStride + c] + gateBias;
+                float up = out[outOff + t * outStride + HALF + c] + upBias;
                 hidden[t * inter + i] = Kernels.silu(gate) * up; // act_fn(gate_proj(x)) * up_proj(x)
             }
         }
@@ -243,17 +260,18 @@ public final class ExpertFfn {
         int n = item.numTokens();
         float[] out = panelOut(n);
         kernels.accumulate(e.down, panel, in.rows(), in.numRows(), in.activations(), in.stride(), n, out);
-        downFinish(e, in.mode(), panel, out, 0, n, item.y());
+        downFinish(e, in.mode(), panel, out, 0, W, n, item.y());
     }
 
-    /** Down panel outputs ({@code out[outOff + t·W + c]}) → {@code y}. */
-    private static void downFinish(PackedExpert e, float mode, int panel, float[] out, int outOff, int n, float[] y) {
+    /** Down panel outputs ({@code out[outOff + t·outStride + c]}) → {@code y}. */
+    private static void downFinish(PackedExpert e, float mode, int panel, float[] out, int outOff, int outStride, int n,
+                                   float[] y) {
         int hiddenSize = e.hiddenSize;
         int columns = Math.min(W, hiddenSize - panel * W);
         for (int t = 0; t < n; t++) {
             int row = t * hiddenSize + panel * W;
             for (int c = 0; c < columns; c++) {
-                y[row + c] = out[outOff + t * W + c] + mode * e.downRowSums[panel * W + c];
+                y[row + c] = out[outOff + t * outStride + c] + mode * e.downRowSums[panel * W + c];
             }
         }
     }

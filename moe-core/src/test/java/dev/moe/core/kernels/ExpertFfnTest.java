@@ -66,7 +66,10 @@ class ExpertFfnTest {
     @CsvSource({"F32,37,19,1,PANELS", "F32,64,96,5,PANELS", "BF16,130,70,2,PANELS", "BF16,64,32,17,PANELS",
             "INT8,100,200,3,PANELS", "INT8,64,64,64,PANELS", "F32,200,33,64,PANELS",
             "F32,37,19,1,ROWS", "F32,64,96,5,ROWS", "BF16,130,70,2,ROWS", "BF16,64,32,17,ROWS", "BF16,70,50,1,ROWS",
-            "INT8,100,200,3,ROWS", "INT8,64,64,64,ROWS", "INT8,33,65,1,ROWS", "F32,200,33,64,ROWS"})
+            "INT8,100,200,3,ROWS", "INT8,64,64,64,ROWS", "INT8,33,65,1,ROWS", "F32,200,33,64,ROWS",
+            "F32,37,19,2,ROWS", "BF16,130,70,3,ROWS", "INT8,100,200,4,ROWS", "BF16,70,50,6,ROWS", "INT8,33,65,8,ROWS",
+            "F32,37,19,2,PANELS", "BF16,130,70,3,PANELS", "INT8,100,200,4,PANELS", "BF16,70,50,6,PANELS",
+            "INT8,33,65,8,PANELS"})
     void densePathMatchesTheSwigluExpert(WeightType type, int hidden, int inter, int tokens, Layout layout) {
         Weights w = Weights.random(hidden, inter, hidden * 7L + inter);
         PackedExpert packed = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), type, layout);
@@ -147,27 +150,30 @@ class ExpertFfnTest {
     }
 
     /**
-     * Whole rows (ROWS, one token, sparse) against the panel path on the same stored weights, for pools that split the
+     * Whole rows (ROWS, 1..4 tokens, sparse; 5..8 tokens take the panel loop) against the panel path on the same stored weights, for pools that split the
      * active rows unevenly or not at all, and for inputs where every channel is pruned.
      */
-    @ParameterizedTest(name = "{0} threads={1} threshold={2}")
-    @CsvSource({"F32,1,0.5", "BF16,1,0.5", "INT8,1,0.5", "F32,3,0.5", "BF16,3,0.5", "INT8,3,0.5", "BF16,2,100",
-            "INT8,3,100", "BF16,5,1.5"})
-    void wholeRowsMatchThePanelPath(WeightType type, int threads, float threshold) {
+    @ParameterizedTest(name = "{0} threads={1} threshold={2} tokens={3}")
+    @CsvSource({"F32,1,0.5,1", "BF16,1,0.5,1", "INT8,1,0.5,1", "F32,3,0.5,1", "BF16,3,0.5,1", "INT8,3,0.5,1",
+            "BF16,2,100,1", "INT8,3,100,1", "BF16,5,1.5,1",
+            "F32,1,0.5,2", "BF16,3,0.5,2", "INT8,2,0.5,3", "F32,3,0.5,4", "BF16,2,0.5,4", "INT8,3,0.5,4",
+            "BF16,2,100,3", "INT8,3,100,2", "BF16,5,1.5,4", "F32,2,0.5,5", "BF16,3,0.5,6", "INT8,2,0.5,7",
+            "BF16,2,0.5,8", "INT8,3,0,8"})
+    void wholeRowsMatchThePanelPath(WeightType type, int threads, float threshold, int tokens) {
         int hidden = 130;
         int inter = 77;
         Weights w = Weights.random(hidden, inter, 31);
         PackedExpert panels = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), type, Layout.PANELS);
         PackedExpert rows = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), type, Layout.ROWS);
-        float[] x = input(1, hidden, 4);
+        float[] x = input(tokens, hidden, 4);
         SparsityThresholds thresholds = new SparsityThresholds(threshold, 0.1f, threshold / 20, 0.01f);
-        float[] expected = new float[hidden];
-        float[] actual = new float[hidden];
+        float[] expected = new float[tokens * hidden];
+        float[] actual = new float[tokens * hidden];
         try (KernelPool pool = new KernelPool(threads)) {
             ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, pool, 1.0);
-            ffn.run(List.of(new ExpertFfn.Work(panels, x, 1, thresholds, expected)));
+            ffn.run(List.of(new ExpertFfn.Work(panels, x, tokens, thresholds, expected)));
             for (int repeat = 0; repeat < 2; repeat++) { // the accumulators are reused: nothing may leak between calls
-                ExpertFfn.Stats[] stats = ffn.run(List.of(new ExpertFfn.Work(rows, x, 1, thresholds, actual)));
+                ExpertFfn.Stats[] stats = ffn.run(List.of(new ExpertFfn.Work(rows, x, tokens, thresholds, actual)));
                 assertThat(stats[0].gateUp().sparse()).isTrue();
             }
         }
@@ -175,8 +181,8 @@ class ExpertFfnTest {
         for (float v : expected) {
             max = Math.max(max, Math.abs(v));
         }
-        for (int o = 0; o < hidden; o++) {
-            assertThat(actual[o]).as("out %d", o).isCloseTo(expected[o],
+        for (int o = 0; o < tokens * hidden; o++) {
+            assertThat(actual[o]).as("token %d out %d", o / hidden, o % hidden).isCloseTo(expected[o],
                     org.assertj.core.data.Offset.offset((float) (1e-5 * Math.max(1e-3, max))));
         }
     }
@@ -207,7 +213,8 @@ class ExpertFfnTest {
         for (int e = 0; e < 5; e++) {
             Weights w = Weights.random(48, 40 + e, 100 + e);
             PackedExpert packed = PackedExpert.pack(48, 40 + e, w.gate(), w.up(), w.down(), WeightType.BF16, layout);
-            int tokens = e < 3 ? 1 : e; // several single-token experts: whole-row items side by side in one loop
+            // single-token experts, a 3-token one (ROWS: whole rows too) and a 6-token one (panels on either layout)
+            int tokens = e < 3 ? 1 : 3 * (e - 2);
             float[] x = input(tokens, 48, 30 + e);
             float[] y = new float[tokens * 48];
             SparsityThresholds thresholds = e == 2 ? null : new SparsityThresholds(0.5f, 0f, 0.02f, 0f);
