@@ -202,10 +202,12 @@ public final class ExpertFfn {
     }
 
     /**
-     * Most tokens of a projection that runs as whole rows on a ROWS matrix; above it the
-     * panel loop reads each weight once for the whole batch with its accumulators in registers.
+     * Most tokens of a projection that runs as whole rows on a ROWS matrix (one weight pass for all of them, the
+     * accumulators {@code numTokens × width} per thread); above it the panel loop. Measured on qwen3-30b-a3b bf16, 2
+     * threads: whole rows beat the panel loop on ROWS at every batch from 1 to 16 (at 8 they also match PANELS), so 8
+     * is a cap on accumulator size (8 × 2048 floats = 64 KiB per thread), not a crossover.
      */
-    static final int MAX_ROW_TOKENS = 4;
+    static final int MAX_ROW_TOKENS = 8;
 
     /**
      * Whole rows: a projection of at most {@link #MAX_ROW_TOKENS} tokens on a ROWS matrix, sparse or dense (on ROWS,
