@@ -614,26 +614,50 @@ public final class VectorPanelKernels implements PanelKernels {
 
     private static void bf16RowsT2(int[] w, int[] base, float[] xt, int xOff, float[] acc, int accOff, int columns,
                                    int tokenStride) {
+        int b0 = base[0] >>> 1, b1 = base[1] >>> 1, b2 = base[2] >>> 1, b3 = base[3] >>> 1;
+        FloatVector x0 = FloatVector.broadcast(R, xt[xOff]), x1 = FloatVector.broadcast(R, xt[xOff + 1]);
+        FloatVector x2 = FloatVector.broadcast(R, xt[xOff + 2]), x3 = FloatVector.broadcast(R, xt[xOff + 3]);
+        FloatVector y0 = FloatVector.broadcast(R, xt[xOff + 4]), y1 = FloatVector.broadcast(R, xt[xOff + 5]);
+        FloatVector y2 = FloatVector.broadcast(R, xt[xOff + 6]), y3 = FloatVector.broadcast(R, xt[xOff + 7]);
         for (int c = 0; c < columns; c += 2 * L) {
             int i = c >>> 1;
-            int o0 = accOff + c, o1 = o0 + tokenStride;
-            FloatVector l0 = FloatVector.fromArray(R, acc, o0), h0 = FloatVector.fromArray(R, acc, o0 + L);
-            FloatVector l1 = FloatVector.fromArray(R, acc, o1), h1 = FloatVector.fromArray(R, acc, o1 + L);
-            for (int j = 0; j < ROW_PASS; j++) {
-                IntVector v = IntVector.fromArray(RI, w, (base[j] >>> 1) + i);
-                FloatVector l = v.lanewise(LSHL, 16).reinterpretAsFloats();
-                FloatVector h = v.and(0xFFFF0000).reinterpretAsFloats();
-                FloatVector x = FloatVector.broadcast(R, xt[xOff + j]);
-                l0 = l.fma(x, l0);
-                h0 = h.fma(x, h0);
-                x = FloatVector.broadcast(R, xt[xOff + ROW_PASS + j]);
-                l1 = l.fma(x, l1);
-                h1 = h.fma(x, h1);
-            }
-            l0.intoArray(acc, o0);
-            h0.intoArray(acc, o0 + L);
-            l1.intoArray(acc, o1);
-            h1.intoArray(acc, o1 + L);
+            int o = accOff + c, p = o + tokenStride;
+            FloatVector l0 = FloatVector.fromArray(R, acc, o), h0 = FloatVector.fromArray(R, acc, o + L);
+            FloatVector l1 = FloatVector.fromArray(R, acc, p), h1 = FloatVector.fromArray(R, acc, p + L);
+            IntVector v;
+            FloatVector l, h;
+            v = IntVector.fromArray(RI, w, b0 + i);
+            l = v.lanewise(LSHL, 16).reinterpretAsFloats();
+            h = v.and(0xFFFF0000).reinterpretAsFloats();
+            l0 = l.fma(x0, l0);
+            h0 = h.fma(x0, h0);
+            l1 = l.fma(y0, l1);
+            h1 = h.fma(y0, h1);
+            v = IntVector.fromArray(RI, w, b1 + i);
+            l = v.lanewise(LSHL, 16).reinterpretAsFloats();
+            h = v.and(0xFFFF0000).reinterpretAsFloats();
+            l0 = l.fma(x1, l0);
+            h0 = h.fma(x1, h0);
+            l1 = l.fma(y1, l1);
+            h1 = h.fma(y1, h1);
+            v = IntVector.fromArray(RI, w, b2 + i);
+            l = v.lanewise(LSHL, 16).reinterpretAsFloats();
+            h = v.and(0xFFFF0000).reinterpretAsFloats();
+            l0 = l.fma(x2, l0);
+            h0 = h.fma(x2, h0);
+            l1 = l.fma(y2, l1);
+            h1 = h.fma(y2, h1);
+            v = IntVector.fromArray(RI, w, b3 + i);
+            l = v.lanewise(LSHL, 16).reinterpretAsFloats();
+            h = v.and(0xFFFF0000).reinterpretAsFloats();
+            l0 = l.fma(x3, l0);
+            h0 = h.fma(x3, h0);
+            l1 = l.fma(y3, l1);
+            h1 = h.fma(y3, h1);
+            l0.intoArray(acc, o);
+            h0.intoArray(acc, o + L);
+            l1.intoArray(acc, p);
+            h1.intoArray(acc, p + L);
         }
     }
 
