@@ -599,16 +599,29 @@ public final class VectorPanelKernels implements PanelKernels {
 
     private static void f32RowsT2(float[] w, int[] base, float[] xt, int xOff, float[] acc, int accOff, int columns,
                                   int tokenStride) {
+        int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
+        FloatVector x0 = FloatVector.broadcast(R, xt[xOff]), x1 = FloatVector.broadcast(R, xt[xOff + 1]);
+        FloatVector x2 = FloatVector.broadcast(R, xt[xOff + 2]), x3 = FloatVector.broadcast(R, xt[xOff + 3]);
+        FloatVector y0 = FloatVector.broadcast(R, xt[xOff + 4]), y1 = FloatVector.broadcast(R, xt[xOff + 5]);
+        FloatVector y2 = FloatVector.broadcast(R, xt[xOff + 6]), y3 = FloatVector.broadcast(R, xt[xOff + 7]);
         for (int c = 0; c < columns; c += L) {
-            int o0 = accOff + c, o1 = o0 + tokenStride;
-            FloatVector s0 = FloatVector.fromArray(R, acc, o0), s1 = FloatVector.fromArray(R, acc, o1);
-            for (int j = 0; j < ROW_PASS; j++) {
-                FloatVector v = FloatVector.fromArray(R, w, base[j] + c);
-                s0 = v.fma(FloatVector.broadcast(R, xt[xOff + j]), s0);
-                s1 = v.fma(FloatVector.broadcast(R, xt[xOff + ROW_PASS + j]), s1);
-            }
-            s0.intoArray(acc, o0);
-            s1.intoArray(acc, o1);
+            int o = accOff + c, p = o + tokenStride;
+            FloatVector s = FloatVector.fromArray(R, acc, o), t = FloatVector.fromArray(R, acc, p);
+            FloatVector v;
+            v = FloatVector.fromArray(R, w, b0 + c);
+            s = v.fma(x0, s);
+            t = v.fma(y0, t);
+            v = FloatVector.fromArray(R, w, b1 + c);
+            s = v.fma(x1, s);
+            t = v.fma(y1, t);
+            v = FloatVector.fromArray(R, w, b2 + c);
+            s = v.fma(x2, s);
+            t = v.fma(y2, t);
+            v = FloatVector.fromArray(R, w, b3 + c);
+            s = v.fma(x3, s);
+            t = v.fma(y3, t);
+            s.intoArray(acc, o);
+            t.intoArray(acc, p);
         }
     }
 
@@ -667,42 +680,100 @@ public final class VectorPanelKernels implements PanelKernels {
      */
     private static void i8RowsT2(int[] w, float[] scales, int[] base, float[] xt, int xOff, float[] acc, int accOff,
                                  int columns, int tokenStride) {
+        int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
+        FloatVector x0 = FloatVector.broadcast(R, xt[xOff]), x1 = FloatVector.broadcast(R, xt[xOff + 1]);
+        FloatVector x2 = FloatVector.broadcast(R, xt[xOff + 2]), x3 = FloatVector.broadcast(R, xt[xOff + 3]);
+        FloatVector y0 = FloatVector.broadcast(R, xt[xOff + 4]), y1 = FloatVector.broadcast(R, xt[xOff + 5]);
+        FloatVector y2 = FloatVector.broadcast(R, xt[xOff + 6]), y3 = FloatVector.broadcast(R, xt[xOff + 7]);
         for (int c = 0; c < columns; c += 4 * L) {
             int o = accOff + c, p = o + tokenStride;
             FloatVector a0 = FloatVector.fromArray(R, acc, o), a1 = FloatVector.fromArray(R, acc, o + I8_B1);
             FloatVector a2 = FloatVector.fromArray(R, acc, o + 16), a3 = FloatVector.fromArray(R, acc, o + I8_B3);
-            FloatVector b0 = FloatVector.fromArray(R, acc, p), b1 = FloatVector.fromArray(R, acc, p + I8_B1);
-            FloatVector b2 = FloatVector.fromArray(R, acc, p + 16), b3 = FloatVector.fromArray(R, acc, p + I8_B3);
-            for (int j = 0; j < ROW_PASS; j++) {
-                int e = base[j] + c;
-                FloatVector s = FloatVector.broadcast(R, scales[e >>> 5]);
-                if (WIDE) {
-                    s = s.blend(scales[(e >>> 5) + 1], UPPER);
-                }
-                IntVector v = IntVector.fromArray(RI, w, e >>> 2);
-                FloatVector w0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-                FloatVector w1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-                FloatVector w2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-                FloatVector w3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-                FloatVector x = FloatVector.broadcast(R, xt[xOff + j]);
-                a0 = w0.fma(x, a0);
-                a1 = w1.fma(x, a1);
-                a2 = w2.fma(x, a2);
-                a3 = w3.fma(x, a3);
-                x = FloatVector.broadcast(R, xt[xOff + ROW_PASS + j]);
-                b0 = w0.fma(x, b0);
-                b1 = w1.fma(x, b1);
-                b2 = w2.fma(x, b2);
-                b3 = w3.fma(x, b3);
+            FloatVector d0 = FloatVector.fromArray(R, acc, p), d1 = FloatVector.fromArray(R, acc, p + I8_B1);
+            FloatVector d2 = FloatVector.fromArray(R, acc, p + 16), d3 = FloatVector.fromArray(R, acc, p + I8_B3);
+            int e;
+            FloatVector s, u;
+            IntVector v;
+            e = b0 + c;
+            s = FloatVector.broadcast(R, scales[e >>> 5]);
+            if (WIDE) {
+                s = s.blend(scales[(e >>> 5) + 1], UPPER);
             }
+            v = IntVector.fromArray(RI, w, e >>> 2);
+            u = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a0 = u.fma(x0, a0);
+            d0 = u.fma(y0, d0);
+            u = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a1 = u.fma(x0, a1);
+            d1 = u.fma(y0, d1);
+            u = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a2 = u.fma(x0, a2);
+            d2 = u.fma(y0, d2);
+            u = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a3 = u.fma(x0, a3);
+            d3 = u.fma(y0, d3);
+            e = b1 + c;
+            s = FloatVector.broadcast(R, scales[e >>> 5]);
+            if (WIDE) {
+                s = s.blend(scales[(e >>> 5) + 1], UPPER);
+            }
+            v = IntVector.fromArray(RI, w, e >>> 2);
+            u = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a0 = u.fma(x1, a0);
+            d0 = u.fma(y1, d0);
+            u = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a1 = u.fma(x1, a1);
+            d1 = u.fma(y1, d1);
+            u = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a2 = u.fma(x1, a2);
+            d2 = u.fma(y1, d2);
+            u = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a3 = u.fma(x1, a3);
+            d3 = u.fma(y1, d3);
+            e = b2 + c;
+            s = FloatVector.broadcast(R, scales[e >>> 5]);
+            if (WIDE) {
+                s = s.blend(scales[(e >>> 5) + 1], UPPER);
+            }
+            v = IntVector.fromArray(RI, w, e >>> 2);
+            u = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a0 = u.fma(x2, a0);
+            d0 = u.fma(y2, d0);
+            u = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a1 = u.fma(x2, a1);
+            d1 = u.fma(y2, d1);
+            u = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a2 = u.fma(x2, a2);
+            d2 = u.fma(y2, d2);
+            u = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a3 = u.fma(x2, a3);
+            d3 = u.fma(y2, d3);
+            e = b3 + c;
+            s = FloatVector.broadcast(R, scales[e >>> 5]);
+            if (WIDE) {
+                s = s.blend(scales[(e >>> 5) + 1], UPPER);
+            }
+            v = IntVector.fromArray(RI, w, e >>> 2);
+            u = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a0 = u.fma(x3, a0);
+            d0 = u.fma(y3, d0);
+            u = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a1 = u.fma(x3, a1);
+            d1 = u.fma(y3, d1);
+            u = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a2 = u.fma(x3, a2);
+            d2 = u.fma(y3, d2);
+            u = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
+            a3 = u.fma(x3, a3);
+            d3 = u.fma(y3, d3);
             a0.intoArray(acc, o);
             a1.intoArray(acc, o + I8_B1);
             a2.intoArray(acc, o + 16);
             a3.intoArray(acc, o + I8_B3);
-            b0.intoArray(acc, p);
-            b1.intoArray(acc, p + I8_B1);
-            b2.intoArray(acc, p + 16);
-            b3.intoArray(acc, p + I8_B3);
+            d0.intoArray(acc, p);
+            d1.intoArray(acc, p + I8_B1);
+            d2.intoArray(acc, p + 16);
+            d3.intoArray(acc, p + I8_B3);
         }
     }
 
