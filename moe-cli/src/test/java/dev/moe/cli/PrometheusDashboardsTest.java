@@ -199,12 +199,14 @@ class PrometheusDashboardsTest {
     private static void drive(RouterServiceGrpc.RouterServiceBlockingStub stub, float[] gate, int a, int b,
                               Random random, Duration duration) throws InterruptedException {
         int tokens = 16;
+        float[] ua = unitRow(gate, a);
+        float[] ub = unitRow(gate, b);
         long end = System.nanoTime() + duration.toNanos();
         for (int n = 0; System.nanoTime() < end; n++) {
             float[] x = new float[tokens * HIDDEN];
             for (int t = 0; t < tokens; t++) {
                 for (int h = 0; h < HIDDEN; h++) {
-                    x[t * HIDDEN + h] = 4 * (unit(gate, a, h) + unit(gate, b, h)) + 0.05f * (float) random.nextGaussian();
+                    x[t * HIDDEN + h] = 4 * (ua[h] + ub[h]) + 0.05f * (float) random.nextGaussian();
                 }
             }
             ForwardRequest request = RouterCalls.request(n % 10 == 9 ? 5 : 0, x, tokens, HIDDEN, WireType.FLOAT32);
@@ -217,13 +219,17 @@ class PrometheusDashboardsTest {
         }
     }
 
-    /** Component {@code h} of expert {@code e}'s gate row scaled to unit length. */
-    private static float unit(float[] gate, int e, int h) {
+    /** Expert {@code e}'s gate row scaled to unit length. */
+    private static float[] unitRow(float[] gate, int e) {
         double norm = 0;
         for (int i = 0; i < HIDDEN; i++) {
             norm += gate[e * HIDDEN + i] * gate[e * HIDDEN + i];
         }
-        return (float) (gate[e * HIDDEN + h] / Math.sqrt(norm));
+        float[] row = new float[HIDDEN];
+        for (int h = 0; h < HIDDEN; h++) {
+            row[h] = (float) (gate[e * HIDDEN + h] / Math.sqrt(norm));
+        }
+        return row;
     }
 
     /**
