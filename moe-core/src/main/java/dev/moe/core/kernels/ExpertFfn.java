@@ -92,7 +92,7 @@ public final class ExpertFfn {
                 acc.reserve(slots, splits, item.numTokens() * e.gateUp.numPanels * W);
                 slots += splits;
             }
-            guStart[w + 1] = guStart[w] + (guSlot[w] >= 0 ? splits : e.gateUp.numPanels);
+            guStart[w + 1] = guStart[w] + (guSlot[w] >= 0 ? splits : panelUnits(e.gateUp, item.numTokens()));
         }
         // Loop 1: gate/up panels (or row splits) → h = silu(gate·x) ⊙ up·x
         pool.parallelFor(guStart[n], unit -> {
@@ -100,6 +100,8 @@ public final class ExpertFfn {
             if (guSlot[w] >= 0) {
                 rowSplit(work.get(w).expert().gateUp, gateUpInputs[w], work.get(w).numTokens(), unit - guStart[w],
                         splits, acc, guSlot[w]);
+            } else if (work.get(w).numTokens() == 1) {
+                gateUpGroup(work.get(w), gateUpInputs[w], unit - guStart[w], hidden[w]);
             } else {
                 gateUpPanel(work.get(w), gateUpInputs[w], unit - guStart[w], hidden[w]);
             }
@@ -130,7 +132,7 @@ public final class ExpertFfn {
                 acc.reserve(slots, splits, item.numTokens() * e.down.numPanels * W);
                 slots += splits;
             }
-            downStart[w + 1] = downStart[w] + (downSlot[w] >= 0 ? splits : e.down.numPanels);
+            downStart[w + 1] = downStart[w] + (downSlot[w] >= 0 ? splits : panelUnits(e.down, item.numTokens()));
         }
         // Loop 2: down panels (or row splits) → y
         pool.parallelFor(downStart[n], unit -> {
@@ -138,6 +140,8 @@ public final class ExpertFfn {
             if (downSlot[w] >= 0) {
                 rowSplit(work.get(w).expert().down, downInputs[w], work.get(w).numTokens(), unit - downStart[w],
                         splits, acc, downSlot[w]);
+            } else if (work.get(w).numTokens() == 1) {
+                downGroup(work.get(w), downInputs[w], unit - downStart[w]);
             } else {
                 downPanel(work.get(w), downInputs[w], unit - downStart[w]);
             }
@@ -227,6 +231,46 @@ public final class ExpertFfn {
         int from = (int) ((long) in.numRows() * split / splits);
         int to = (int) ((long) in.numRows() * (split + 1) / splits);
         kernels.accumulateRows(m, in.rows(), from, to, in.activations(), in.stride(), numTokens, out);
+    }
+
+    /**
+     * Pool units of a panel loop: one per panel for a batch; for one token, one per group of up to
+     * {@link PanelKernels#PANEL_GROUP} panels {@code g, g + groups, g + 2·groups, ...} (far apart: each its own stream).
+     */
+    private static int panelUnits(PanelMatrix m, int numTokens) {
+        return numTokens == 1 ? groups(m) : m.numPanels;
+    }
+
+    private static int groups(PanelMatrix m) {
+        return (m.numPanels + PanelKernels.PANEL_GROUP - 1) / PanelKernels.PANEL_GROUP;
+    }
+
+    /** Panels {@code group + j·groups} that exist. */
+    private static int groupSize(PanelMatrix m, int group) {
+        int groups = groups(m);
+        return Math.min(PanelKernels.PANEL_GROUP, (m.numPanels - group + groups - 1) / groups);
+    }
+
+    private void gateUpGroup(Work item, Input in, int group, float[] hidden) {
+        PackedExpert e = item.expert();
+        int groups = groups(e.gateUp);
+        int count = groupSize(e.gateUp, group);
+        float[] out = panelOut(PanelKernels.PANEL_GROUP);
+        kernels.accumulatePanels(e.gateUp, group, groups, count, in.rows(), in.numRows(), in.activations(), out);
+        for (int j = 0; j < count; j++) {
+            gateUpFinish(e, in.mode(), group + j * groups, out, j * W, W, 1, hidden);
+        }
+    }
+
+    private void downGroup(Work item, Input in, int group) {
+        PackedExpert e = item.expert();
+        int groups = groups(e.down);
+        int count = groupSize(e.down, group);
+        float[] out = panelOut(PanelKernels.PANEL_GROUP);
+        kernels.accumulatePanels(e.down, group, groups, count, in.rows(), in.numRows(), in.activations(), out);
+        for (int j = 0; j < count; j++) {
+            downFinish(e, in.mode(), group + j * groups, out, j * W, W, 1, item.y());
+        }
     }
 
     private void gateUpPanel(Work item, Input in, int panel, float[] hidden) {

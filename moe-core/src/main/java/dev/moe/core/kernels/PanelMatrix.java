@@ -15,8 +15,8 @@ import dev.moe.core.checkpoint.DType;
  *       when a sparse input skips rows.</li>
  * </ul>
  * Element {@code (panel, row, col)} lives at {@link #chunkOffset chunkOffset(panel, row)}{@code + col} in both. Outputs
- * past the last real one are zero padding. In int8 each run of 32 consecutive elements has its own scale:
- * {@code scales[index / 32]}. The chunk-internal format (see {@link #bf16Slot}, {@link #i8Slot}) is the same in both
+ * past the last real one are zero padding. In int8 each run of 32 consecutive elements (codes in element order) has its
+ * own scale: {@code scales[index / 32]}. The chunk-internal format (see {@link #bf16Slot}) is the same in both
  * layouts, so a kernel that addresses chunks through {@link #chunkOffset} (or a panel base plus {@link #rowStride})
  * works on either.
  */
@@ -49,10 +49,10 @@ public final class PanelMatrix {
     final int numPanels;
     final float[] f32;   // F32 storage, else null
     final int[] bf16;    // BF16 storage, two per int, interleaved per 16 (see bf16Slot), else null
-    final int[] i8;      // INT8 codes, four per int, interleaved per 32 (see i8Slot), else null
+    final byte[] i8;     // INT8 codes in element order (no interleave: the kernels widen bytes with one cast), else null
     final float[] scales; // INT8 block scales, else null
 
-    private PanelMatrix(WeightType type, Layout layout, int rows, int outputs, float[] f32, int[] bf16, int[] i8,
+    private PanelMatrix(WeightType type, Layout layout, int rows, int outputs, float[] f32, int[] bf16, byte[] i8,
                         float[] scales) {
         this.type = type;
         this.layout = layout;
@@ -104,7 +104,7 @@ public final class PanelMatrix {
                 yield new PanelMatrix(type, layout, inputs, numPanels * WIDTH, null, bf16, null, null);
             }
             case INT8 -> {
-                int[] codes = new int[f32.length / 4];
+                byte[] codes = new byte[f32.length];
                 float[] scales = new float[f32.length / BLOCK];
                 for (int b = 0; b < scales.length; b++) {
                     float max = 0f;
@@ -115,9 +115,7 @@ public final class PanelMatrix {
                     scales[b] = scale;
                     float inverse = scale == 0f ? 0f : 1f / scale;
                     for (int i = b * BLOCK; i < (b + 1) * BLOCK; i++) {
-                        int code = Math.max(-127, Math.min(127, Math.round(f32[i] * inverse)));
-                        int slot = i8Slot(i);
-                        codes[slot >>> 2] |= (code & 0xFF) << (8 * (slot & 3));
+                        codes[i] = (byte) Math.max(-127, Math.min(127, Math.round(f32[i] * inverse)));
                     }
                 }
                 yield new PanelMatrix(type, layout, inputs, numPanels * WIDTH, null, null, codes, scales);
@@ -134,16 +132,6 @@ public final class PanelMatrix {
         int base = index & ~15;
         int k = index & 15;
         return base + (k < 8 ? 2 * k : 2 * (k - 8) + 1);
-    }
-
-    /**
-     * Storage slot of logical element {@code index} in INT8: within each block of 32, column 8·b + k goes to byte b of
-     * int k, so one 8-int load yields the block's four 8-column vectors by shifts alone.
-     */
-    static int i8Slot(int index) {
-        int base = index & ~31;
-        int column = index & 31;
-        return base + 4 * (column & 7) + (column >>> 3);
     }
 
     /** Where each panel column comes from. */
@@ -197,10 +185,7 @@ public final class PanelMatrix {
                 int word = bf16[slot >>> 1];
                 yield Float.intBitsToFloat((slot & 1) == 0 ? word << 16 : word & 0xFFFF0000);
             }
-            case INT8 -> {
-                int slot = i8Slot(index);
-                yield (byte) (i8[slot >>> 2] >>> (8 * (slot & 3))) * scales[index / BLOCK];
-            }
+            case INT8 -> i8[index] * scales[index / BLOCK];
         };
     }
 

@@ -1,13 +1,14 @@
 package dev.moe.core.kernels;
 
-import static jdk.incubator.vector.VectorOperators.ASHR;
-import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.B2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -20,8 +21,9 @@ import jdk.incubator.vector.VectorSpecies;
  * Chunks are addressed as panel base + row · {@link PanelMatrix#rowStride()}, so every kernel runs on both layouts.
  *
  * <p>Widening: bf16 → f32 puts the 16 bits in the upper half (the low bf16 of each int by a shift, the high one by a
- * mask); int8 → f32 moves byte b of each int to the top, shifts it down arithmetically (sign extension) and converts.
- * {@code i8One} and the whole-row kernels write this out instead of calling helper methods: when C2 inlines such a
+ * mask); int8 → f32 is one B2F cast of a byte vector (sign extension and conversion); the int8 block scale is folded
+ * into the broadcast activation ({@code a·scale}), once per row and block of 32.
+ * The kernels write this out instead of calling helper methods: when C2 inlines such a
  * kernel into its caller and runs into its node budget ({@code NodeCountInliningCutoff}), it still inlines the
  * {@code @ForceInline} Vector API methods, but a helper of ours that takes or returns a vector is left as a call and
  * every vector crossing it is boxed (seen: i8One inlined into {@link #accumulate}, the accumulator store left as a
@@ -31,6 +33,8 @@ public final class VectorPanelKernels implements PanelKernels {
     public static final VectorPanelKernels INSTANCE = new VectorPanelKernels();
     static final VectorSpecies<Float> F = FloatVector.SPECIES_256;
     private static final VectorSpecies<Integer> I = IntVector.SPECIES_256;
+    /** int8 codes of one F vector: 8 bytes, widened to 8 floats by one cast (sign-extend + convert). */
+    private static final VectorSpecies<Byte> B = ByteVector.SPECIES_64;
     private static final int W = PanelMatrix.WIDTH;
 
     static {
@@ -77,6 +81,37 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
+    @Override
+    public void accumulatePanels(PanelMatrix m, int first, int step, int count, int[] rows, int numRows, float[] a,
+                                 float[] out) {
+        int stride = m.rowStride();
+        if (WIDE && count == PANEL_GROUP && m.type != WeightType.F32) {
+            int b0 = m.chunkOffset(first, 0), b1 = m.chunkOffset(first + step, 0);
+            int b2 = m.chunkOffset(first + 2 * step, 0), b3 = m.chunkOffset(first + 3 * step, 0);
+            if (m.type == WeightType.BF16) {
+                bf16Panels4(m.bf16, b0, b1, b2, b3, stride, rows, numRows, a, out);
+                swapHalves(out, 0, PANEL_GROUP * W); // lane order → column order
+            } else {
+                i8Panels4(m.i8, m.scales, b0, b1, b2, b3, stride, rows, numRows, a, out);
+            }
+            return;
+        }
+        for (int j = 0; j < count; j++) { // one panel after another
+            int base = m.chunkOffset(first + j * step, 0);
+            switch (m.type) {
+                case BF16 -> bf16One(m.bf16, base, stride, rows, numRows, a, 0, out, j * W);
+                case INT8 -> i8One(m.i8, m.scales, base, stride, rows, numRows, a, 0, out, j * W);
+                case F32 -> {
+                    float[] one = PANEL.get();
+                    accumulate(m, first + j * step, rows, numRows, a, 0, 1, one);
+                    System.arraycopy(one, 0, out, j * W, W);
+                }
+            }
+        }
+    }
+
+    private static final ThreadLocal<float[]> PANEL = ThreadLocal.withInitial(() -> new float[W]);
+
     /** Rows widened per step of a batch: 32 rows × 64 floats = 8 KiB, which stays in L1 beside the streaming weights. */
     private static final int ROW_BLOCK = 32;
     private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[ROW_BLOCK * W]);
@@ -111,21 +146,17 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
-    private static void widenI8(int[] w, float[] scales, int base, int stride, int[] rows, int from, int count,
+    private static void widenI8(byte[] w, float[] scales, int base, int stride, int[] rows, int from, int count,
                                 float[] scratch) {
         for (int k = 0; k < count; k++) {
             int e = base + rows[from + k] * stride;
             int o = k * W;
             for (int c = 0; c < W; c += PanelMatrix.BLOCK) {
                 FloatVector s = FloatVector.broadcast(F, scales[(e + c) >>> 5]);
-                IntVector v = IntVector.fromArray(I, w, (e + c) >>> 2);
-                v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s)
-                        .intoArray(scratch, o + c);
-                v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s)
-                        .intoArray(scratch, o + c + 8);
-                v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s)
-                        .intoArray(scratch, o + c + 16);
-                v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s).intoArray(scratch, o + c + 24);
+                for (int v = 0; v < PanelMatrix.BLOCK; v += F.length()) {
+                    ((FloatVector) ByteVector.fromArray(B, w, e + c + v).convertShape(B2F, F, 0)).mul(s)
+                            .intoArray(scratch, o + c + v);
+                }
             }
         }
     }
@@ -139,26 +170,6 @@ public final class VectorPanelKernels implements PanelKernels {
 
     private static FloatVector high(IntVector v) {
         return v.and(0xFFFF0000).reinterpretAsFloats();
-    }
-
-    // int8 → f32: byte b of each int is moved to the top and shifted down arithmetically (sign-extended), then converted.
-    private static FloatVector byte0(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 24).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector byte1(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector byte2(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 8).lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0)
-                .reinterpretAsFloats();
-    }
-
-    private static FloatVector byte3(IntVector v) {
-        return v.lanewise(VectorOperators.ASHR, 24).convert(VectorOperators.I2F, 0).reinterpretAsFloats();
     }
 
     // ---- F32 ----
@@ -230,25 +241,23 @@ public final class VectorPanelKernels implements PanelKernels {
 
     // ---- INT8: the block scale is folded into the broadcast activation (a·scale), two blocks per row ----
 
-    private static void i8One(int[] w, float[] scales, int base, int stride, int[] rows, int numRows, float[] a,
+    private static void i8One(byte[] w, float[] scales, int base, int stride, int[] rows, int numRows, float[] a,
                               int aOff, float[] out, int outOff) {
         FloatVector c0 = FloatVector.zero(F), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
         for (int k = 0; k < numRows; k++) {
             int r = rows[k];
-            int e = base + r * stride; // element index of the row; 64 codes = 16 ints, 2 blocks
+            int e = base + r * stride; // element index of the row's 64 codes: 2 blocks
             float av = a[aOff + r];
             FloatVector x0 = FloatVector.broadcast(F, av * scales[e >>> 5]);
             FloatVector x1 = FloatVector.broadcast(F, av * scales[(e >>> 5) + 1]);
-            IntVector v = IntVector.fromArray(I, w, e >>> 2);
-            c0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x0, c0);
-            c1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x0, c1);
-            c2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x0, c2);
-            c3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x0, c3);
-            v = IntVector.fromArray(I, w, (e >>> 2) + 8);
-            c4 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x1, c4);
-            c5 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x1, c5);
-            c6 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x1, c6);
-            c7 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x1, c7);
+            c0 = ((FloatVector) ByteVector.fromArray(B, w, e).convertShape(B2F, F, 0)).fma(x0, c0);
+            c1 = ((FloatVector) ByteVector.fromArray(B, w, e + 8).convertShape(B2F, F, 0)).fma(x0, c1);
+            c2 = ((FloatVector) ByteVector.fromArray(B, w, e + 16).convertShape(B2F, F, 0)).fma(x0, c2);
+            c3 = ((FloatVector) ByteVector.fromArray(B, w, e + 24).convertShape(B2F, F, 0)).fma(x0, c3);
+            c4 = ((FloatVector) ByteVector.fromArray(B, w, e + 32).convertShape(B2F, F, 0)).fma(x1, c4);
+            c5 = ((FloatVector) ByteVector.fromArray(B, w, e + 40).convertShape(B2F, F, 0)).fma(x1, c5);
+            c6 = ((FloatVector) ByteVector.fromArray(B, w, e + 48).convertShape(B2F, F, 0)).fma(x1, c6);
+            c7 = ((FloatVector) ByteVector.fromArray(B, w, e + 56).convertShape(B2F, F, 0)).fma(x1, c7);
         }
         c0.intoArray(out, outOff);
         c1.intoArray(out, outOff + 8);
@@ -258,6 +267,126 @@ public final class VectorPanelKernels implements PanelKernels {
         c5.intoArray(out, outOff + 40);
         c6.intoArray(out, outOff + 48);
         c7.intoArray(out, outOff + 56);
+    }
+
+    // ---- Four panels side by side, one token, 512-bit (accumulatePanels) ----
+
+    /**
+     * bf16, four panel streams: per row, each panel's 64 weights are two 16-int loads widened to four 16-lane vectors
+     * in lane order ({@code [c0..7, c16..23]}, {@code [c8..15, c24..31]}, ...; the caller swaps them back).
+     */
+    private static void bf16Panels4(int[] w, int b0, int b1, int b2, int b3, int stride, int[] rows, int numRows,
+                                    float[] a, float[] out) {
+        FloatVector c0 = FloatVector.zero(R), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
+        FloatVector e0 = c0, e1 = c0, e2 = c0, e3 = c0, f0 = c0, f1 = c0, f2 = c0, f3 = c0;
+        for (int k = 0; k < numRows; k++) {
+            int r = rows[k];
+            int o = r * stride;
+            FloatVector x = FloatVector.broadcast(R, a[r]);
+            IntVector v;
+            int i = (b0 + o) >>> 1;
+            v = IntVector.fromArray(RI, w, i);
+            c0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c0);
+            c1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c1);
+            v = IntVector.fromArray(RI, w, i + 16);
+            c2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c2);
+            c3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c3);
+            i = (b1 + o) >>> 1;
+            v = IntVector.fromArray(RI, w, i);
+            d0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, d0);
+            d1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, d1);
+            v = IntVector.fromArray(RI, w, i + 16);
+            d2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, d2);
+            d3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, d3);
+            i = (b2 + o) >>> 1;
+            v = IntVector.fromArray(RI, w, i);
+            e0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, e0);
+            e1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, e1);
+            v = IntVector.fromArray(RI, w, i + 16);
+            e2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, e2);
+            e3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, e3);
+            i = (b3 + o) >>> 1;
+            v = IntVector.fromArray(RI, w, i);
+            f0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, f0);
+            f1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, f1);
+            v = IntVector.fromArray(RI, w, i + 16);
+            f2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, f2);
+            f3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, f3);
+        }
+        c0.intoArray(out, 0);
+        c1.intoArray(out, 16);
+        c2.intoArray(out, 32);
+        c3.intoArray(out, 48);
+        d0.intoArray(out, 64);
+        d1.intoArray(out, 80);
+        d2.intoArray(out, 96);
+        d3.intoArray(out, 112);
+        e0.intoArray(out, 128);
+        e1.intoArray(out, 144);
+        e2.intoArray(out, 160);
+        e3.intoArray(out, 176);
+        f0.intoArray(out, 192);
+        f1.intoArray(out, 208);
+        f2.intoArray(out, 224);
+        f3.intoArray(out, 240);
+    }
+
+    /** int8, four panel streams: per row, each panel's 64 codes are four 16-byte loads (two blocks), in column order. */
+    private static void i8Panels4(byte[] w, float[] scales, int b0, int b1, int b2, int b3, int stride, int[] rows,
+                                  int numRows, float[] a, float[] out) {
+        FloatVector c0 = FloatVector.zero(R), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
+        FloatVector e0 = c0, e1 = c0, e2 = c0, e3 = c0, f0 = c0, f1 = c0, f2 = c0, f3 = c0;
+        for (int k = 0; k < numRows; k++) {
+            int r = rows[k];
+            int o = r * stride;
+            float av = a[r];
+            int e;
+            FloatVector x0, x1;
+            e = b0 + o;
+            x0 = FloatVector.broadcast(R, av * scales[e >>> 5]);
+            x1 = FloatVector.broadcast(R, av * scales[(e >>> 5) + 1]);
+            c0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, c0);
+            c1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, c1);
+            c2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, c2);
+            c3 = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).fma(x1, c3);
+            e = b1 + o;
+            x0 = FloatVector.broadcast(R, av * scales[e >>> 5]);
+            x1 = FloatVector.broadcast(R, av * scales[(e >>> 5) + 1]);
+            d0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, d0);
+            d1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, d1);
+            d2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, d2);
+            d3 = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).fma(x1, d3);
+            e = b2 + o;
+            x0 = FloatVector.broadcast(R, av * scales[e >>> 5]);
+            x1 = FloatVector.broadcast(R, av * scales[(e >>> 5) + 1]);
+            e0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, e0);
+            e1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, e1);
+            e2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, e2);
+            e3 = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).fma(x1, e3);
+            e = b3 + o;
+            x0 = FloatVector.broadcast(R, av * scales[e >>> 5]);
+            x1 = FloatVector.broadcast(R, av * scales[(e >>> 5) + 1]);
+            f0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, f0);
+            f1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, f1);
+            f2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, f2);
+            f3 = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).fma(x1, f3);
+        }
+        c0.intoArray(out, 0);
+        c1.intoArray(out, 16);
+        c2.intoArray(out, 32);
+        c3.intoArray(out, 48);
+        d0.intoArray(out, 64);
+        d1.intoArray(out, 80);
+        d2.intoArray(out, 96);
+        d3.intoArray(out, 112);
+        e0.intoArray(out, 128);
+        e1.intoArray(out, 144);
+        e2.intoArray(out, 160);
+        e3.intoArray(out, 176);
+        f0.intoArray(out, 192);
+        f1.intoArray(out, 208);
+        f2.intoArray(out, 224);
+        f3.intoArray(out, 240);
     }
 
     // ---- Whole rows, one token (accumulateRows): an L1 accumulator of the full output width ----
@@ -270,18 +399,16 @@ public final class VectorPanelKernels implements PanelKernels {
             ? FloatVector.SPECIES_512 : FloatVector.SPECIES_256;
     private static final VectorSpecies<Integer> RI = R.length() == 16 ? IntVector.SPECIES_512 : IntVector.SPECIES_256;
     private static final int L = R.length();
+    /** int8 codes of one R vector (L bytes). */
+    private static final VectorSpecies<Byte> RB = VectorSpecies.of(byte.class, VectorShape.forBitSize(8 * L));
     /**
-     * With 16 lanes, one int load spans two bf16 groups of 16 (or two int8 blocks of 32), so the widened vectors hold
-     * columns of both: {@code [c0..7, c16..23]} and {@code [c8..15, c24..31]} in bf16. The accumulator is kept in that
+     * With 16 lanes, one int load spans two bf16 groups of 16, so the widened vectors hold columns of both:
+     * {@code [c0..7, c16..23]} and {@code [c8..15, c24..31]}. The bf16 accumulator is kept in that
      * lane order during a call and swapped from and back to column order at its ends ({@link #swapHalves}).
      */
     private static final boolean WIDE = L == 16;
     /** Rows per accumulator pass: each accumulator vector is loaded and stored once per 4 rows. */
     private static final int ROW_PASS = 4;
-    // int8: where byte b of each int of a load goes in the accumulator (column order with 8 lanes, lane order with 16)
-    private static final int I8_B1 = WIDE ? 32 : 8;
-    private static final int I8_B3 = WIDE ? 48 : 24;
-    private static final VectorMask<Float> UPPER = VectorMask.fromLong(R, WIDE ? 0xFF00L : 0L);
     private static final VectorShuffle<Float> LOWS = halves(0);
     private static final VectorShuffle<Float> HIGHS = halves(L / 2);
 
@@ -317,9 +444,9 @@ public final class VectorPanelKernels implements PanelKernels {
             return;
         }
         int width = m.numPanels * W;
-        boolean laneOrder = WIDE && m.type != WeightType.F32;
+        boolean laneOrder = WIDE && m.type == WeightType.BF16;
         if (laneOrder) {
-            swapHalves(m.type, acc, 0, width);
+            swapHalves(acc, 0, width);
         }
         RowPass pass = ROW_PASS_SCRATCH.get();
         if (m.layout == PanelMatrix.Layout.ROWS) {
@@ -330,7 +457,7 @@ public final class VectorPanelKernels implements PanelKernels {
             }
         }
         if (laneOrder) {
-            swapHalves(m.type, acc, 0, width);
+            swapHalves(acc, 0, width);
         }
     }
 
@@ -427,87 +554,38 @@ public final class VectorPanelKernels implements PanelKernels {
     }
 
     /**
-     * int8: one load of L ints is 4·L columns (one block of 32 with 8 lanes, two with 16, whose scales go to the lower
-     * and upper half of the broadcast activation); byte b of each int goes to acc at {@code 8·b} (8 lanes) or
-     * {0, 32, 16, 48}[b] (16 lanes). Four rows straight-line (20-30% faster than an inner loop over rows); this stays
-     * within C2's node budget only because every operation in it is a force-inlined Vector API call.
+     * int8: per block of 32 columns, each row's activation times its block scale is broadcast once; each L-byte load
+     * is widened by one B2F cast. Columns stay in order (no lane shuffle, unlike bf16).
      */
-    private static void i8Rows4(int[] w, float[] scales, int[] base, float[] xs, float[] acc, int accOff,
+    private static void i8Rows4(byte[] w, float[] scales, int[] base, float[] xs, float[] acc, int accOff,
                                 int columns) {
         int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
         float a0 = xs[0], a1 = xs[1], a2 = xs[2], a3 = xs[3];
-        for (int c = 0; c < columns; c += 4 * L) {
-            int o = accOff + c;
-            FloatVector s0 = FloatVector.fromArray(R, acc, o), s1 = FloatVector.fromArray(R, acc, o + I8_B1);
-            FloatVector s2 = FloatVector.fromArray(R, acc, o + 16), s3 = FloatVector.fromArray(R, acc, o + I8_B3);
-            int e;
-            FloatVector x;
-            IntVector v;
-            e = b0 + c;
-            x = FloatVector.broadcast(R, a0 * scales[e >>> 5]);
-            if (WIDE) {
-                x = x.blend(a0 * scales[(e >>> 5) + 1], UPPER);
+        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+            FloatVector x0 = FloatVector.broadcast(R, a0 * scales[(b0 + c) >>> 5]);
+            FloatVector x1 = FloatVector.broadcast(R, a1 * scales[(b1 + c) >>> 5]);
+            FloatVector x2 = FloatVector.broadcast(R, a2 * scales[(b2 + c) >>> 5]);
+            FloatVector x3 = FloatVector.broadcast(R, a3 * scales[(b3 + c) >>> 5]);
+            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
+                int o = accOff + v;
+                FloatVector s = FloatVector.fromArray(R, acc, o);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b0 + v).convertShape(B2F, R, 0)).fma(x0, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0)).fma(x1, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0)).fma(x2, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0)).fma(x3, s);
+                s.intoArray(acc, o);
             }
-            v = IntVector.fromArray(RI, w, e >>> 2);
-            s0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s0);
-            s1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s1);
-            s2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s2);
-            s3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s3);
-            e = b1 + c;
-            x = FloatVector.broadcast(R, a1 * scales[e >>> 5]);
-            if (WIDE) {
-                x = x.blend(a1 * scales[(e >>> 5) + 1], UPPER);
-            }
-            v = IntVector.fromArray(RI, w, e >>> 2);
-            s0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s0);
-            s1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s1);
-            s2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s2);
-            s3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s3);
-            e = b2 + c;
-            x = FloatVector.broadcast(R, a2 * scales[e >>> 5]);
-            if (WIDE) {
-                x = x.blend(a2 * scales[(e >>> 5) + 1], UPPER);
-            }
-            v = IntVector.fromArray(RI, w, e >>> 2);
-            s0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s0);
-            s1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s1);
-            s2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s2);
-            s3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s3);
-            e = b3 + c;
-            x = FloatVector.broadcast(R, a3 * scales[e >>> 5]);
-            if (WIDE) {
-                x = x.blend(a3 * scales[(e >>> 5) + 1], UPPER);
-            }
-            v = IntVector.fromArray(RI, w, e >>> 2);
-            s0 = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s0);
-            s1 = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s1);
-            s2 = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s2);
-            s3 = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().fma(x, s3);
-            s0.intoArray(acc, o);
-            s1.intoArray(acc, o + I8_B1);
-            s2.intoArray(acc, o + 16);
-            s3.intoArray(acc, o + I8_B3);
         }
     }
 
-
-    private static void i8Rows1(int[] w, float[] scales, int base, float xs, float[] acc, int accOff, int columns) {
-        for (int c = 0; c < columns; c += 4 * L) {
-            int o = accOff + c;
-            int e = base + c;
-            FloatVector x = FloatVector.broadcast(R, xs * scales[e >>> 5]);
-            if (WIDE) {
-                x = x.blend(xs * scales[(e >>> 5) + 1], UPPER);
+    private static void i8Rows1(byte[] w, float[] scales, int base, float xs, float[] acc, int accOff, int columns) {
+        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+            FloatVector x = FloatVector.broadcast(R, xs * scales[(base + c) >>> 5]);
+            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
+                int o = accOff + v;
+                ((FloatVector) ByteVector.fromArray(RB, w, base + v).convertShape(B2F, R, 0))
+                        .fma(x, FloatVector.fromArray(R, acc, o)).intoArray(acc, o);
             }
-            IntVector v = IntVector.fromArray(RI, w, e >>> 2);
-            v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats()
-                    .fma(x, FloatVector.fromArray(R, acc, o)).intoArray(acc, o);
-            v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats()
-                    .fma(x, FloatVector.fromArray(R, acc, o + I8_B1)).intoArray(acc, o + I8_B1);
-            v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats()
-                    .fma(x, FloatVector.fromArray(R, acc, o + 16)).intoArray(acc, o + 16);
-            v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats()
-                    .fma(x, FloatVector.fromArray(R, acc, o + I8_B3)).intoArray(acc, o + I8_B3);
         }
     }
 
@@ -529,10 +607,10 @@ public final class VectorPanelKernels implements PanelKernels {
             return;
         }
         int width = m.numPanels * W;
-        boolean laneOrder = WIDE && m.type != WeightType.F32;
+        boolean laneOrder = WIDE && m.type == WeightType.BF16;
         if (laneOrder) {
             for (int t = 0; t < numTokens; t++) {
-                swapHalves(m.type, acc, t * width, width);
+                swapHalves(acc, t * width, width);
             }
         }
         RowPass pass = ROW_PASS_SCRATCH.get();
@@ -549,7 +627,7 @@ public final class VectorPanelKernels implements PanelKernels {
         }
         if (laneOrder) {
             for (int t = 0; t < numTokens; t++) {
-                swapHalves(m.type, acc, t * width, width);
+                swapHalves(acc, t * width, width);
             }
         }
     }
@@ -675,123 +753,54 @@ public final class VectorPanelKernels implements PanelKernels {
     }
 
     /**
-     * int8, two tokens: per row, the L-int load widened to four vectors (bytes 0..3 of each int) times the block
-     * scales (the upper half's block on 16 lanes), each used for both tokens.
+     * int8, two tokens: per block of 32 columns and row, both tokens' activations times the block scale are broadcast
+     * once; each widened load feeds both tokens.
      */
-    private static void i8RowsT2(int[] w, float[] scales, int[] base, float[] xt, int xOff, float[] acc, int accOff,
+    private static void i8RowsT2(byte[] w, float[] scales, int[] base, float[] xt, int xOff, float[] acc, int accOff,
                                  int columns, int tokenStride) {
         int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
-        FloatVector x0 = FloatVector.broadcast(R, xt[xOff]), x1 = FloatVector.broadcast(R, xt[xOff + 1]);
-        FloatVector x2 = FloatVector.broadcast(R, xt[xOff + 2]), x3 = FloatVector.broadcast(R, xt[xOff + 3]);
-        FloatVector y0 = FloatVector.broadcast(R, xt[xOff + 4]), y1 = FloatVector.broadcast(R, xt[xOff + 5]);
-        FloatVector y2 = FloatVector.broadcast(R, xt[xOff + 6]), y3 = FloatVector.broadcast(R, xt[xOff + 7]);
-        for (int c = 0; c < columns; c += 4 * L) {
-            int o = accOff + c, p = o + tokenStride;
-            FloatVector a0 = FloatVector.fromArray(R, acc, o), a1 = FloatVector.fromArray(R, acc, o + I8_B1);
-            FloatVector a2 = FloatVector.fromArray(R, acc, o + 16), a3 = FloatVector.fromArray(R, acc, o + I8_B3);
-            FloatVector d0 = FloatVector.fromArray(R, acc, p), d1 = FloatVector.fromArray(R, acc, p + I8_B1);
-            FloatVector d2 = FloatVector.fromArray(R, acc, p + 16), d3 = FloatVector.fromArray(R, acc, p + I8_B3);
-            int e;
-            FloatVector s, u;
-            IntVector v;
-            e = b0 + c;
-            s = FloatVector.broadcast(R, scales[e >>> 5]);
-            if (WIDE) {
-                s = s.blend(scales[(e >>> 5) + 1], UPPER);
+        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+            float s0 = scales[(b0 + c) >>> 5], s1 = scales[(b1 + c) >>> 5];
+            float s2 = scales[(b2 + c) >>> 5], s3 = scales[(b3 + c) >>> 5];
+            FloatVector x0 = FloatVector.broadcast(R, xt[xOff] * s0), y0 = FloatVector.broadcast(R, xt[xOff + 4] * s0);
+            FloatVector x1 = FloatVector.broadcast(R, xt[xOff + 1] * s1);
+            FloatVector y1 = FloatVector.broadcast(R, xt[xOff + 5] * s1);
+            FloatVector x2 = FloatVector.broadcast(R, xt[xOff + 2] * s2);
+            FloatVector y2 = FloatVector.broadcast(R, xt[xOff + 6] * s2);
+            FloatVector x3 = FloatVector.broadcast(R, xt[xOff + 3] * s3);
+            FloatVector y3 = FloatVector.broadcast(R, xt[xOff + 7] * s3);
+            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
+                int o = accOff + v, p = o + tokenStride;
+                FloatVector s = FloatVector.fromArray(R, acc, o), t = FloatVector.fromArray(R, acc, p);
+                FloatVector u;
+                u = (FloatVector) ByteVector.fromArray(RB, w, b0 + v).convertShape(B2F, R, 0);
+                s = u.fma(x0, s);
+                t = u.fma(y0, t);
+                u = (FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0);
+                s = u.fma(x1, s);
+                t = u.fma(y1, t);
+                u = (FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0);
+                s = u.fma(x2, s);
+                t = u.fma(y2, t);
+                u = (FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0);
+                s = u.fma(x3, s);
+                t = u.fma(y3, t);
+                s.intoArray(acc, o);
+                t.intoArray(acc, p);
             }
-            v = IntVector.fromArray(RI, w, e >>> 2);
-            u = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a0 = u.fma(x0, a0);
-            d0 = u.fma(y0, d0);
-            u = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a1 = u.fma(x0, a1);
-            d1 = u.fma(y0, d1);
-            u = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a2 = u.fma(x0, a2);
-            d2 = u.fma(y0, d2);
-            u = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a3 = u.fma(x0, a3);
-            d3 = u.fma(y0, d3);
-            e = b1 + c;
-            s = FloatVector.broadcast(R, scales[e >>> 5]);
-            if (WIDE) {
-                s = s.blend(scales[(e >>> 5) + 1], UPPER);
-            }
-            v = IntVector.fromArray(RI, w, e >>> 2);
-            u = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a0 = u.fma(x1, a0);
-            d0 = u.fma(y1, d0);
-            u = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a1 = u.fma(x1, a1);
-            d1 = u.fma(y1, d1);
-            u = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a2 = u.fma(x1, a2);
-            d2 = u.fma(y1, d2);
-            u = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a3 = u.fma(x1, a3);
-            d3 = u.fma(y1, d3);
-            e = b2 + c;
-            s = FloatVector.broadcast(R, scales[e >>> 5]);
-            if (WIDE) {
-                s = s.blend(scales[(e >>> 5) + 1], UPPER);
-            }
-            v = IntVector.fromArray(RI, w, e >>> 2);
-            u = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a0 = u.fma(x2, a0);
-            d0 = u.fma(y2, d0);
-            u = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a1 = u.fma(x2, a1);
-            d1 = u.fma(y2, d1);
-            u = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a2 = u.fma(x2, a2);
-            d2 = u.fma(y2, d2);
-            u = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a3 = u.fma(x2, a3);
-            d3 = u.fma(y2, d3);
-            e = b3 + c;
-            s = FloatVector.broadcast(R, scales[e >>> 5]);
-            if (WIDE) {
-                s = s.blend(scales[(e >>> 5) + 1], UPPER);
-            }
-            v = IntVector.fromArray(RI, w, e >>> 2);
-            u = v.lanewise(LSHL, 24).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a0 = u.fma(x3, a0);
-            d0 = u.fma(y3, d0);
-            u = v.lanewise(LSHL, 16).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a1 = u.fma(x3, a1);
-            d1 = u.fma(y3, d1);
-            u = v.lanewise(LSHL, 8).lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a2 = u.fma(x3, a2);
-            d2 = u.fma(y3, d2);
-            u = v.lanewise(ASHR, 24).convert(I2F, 0).reinterpretAsFloats().mul(s);
-            a3 = u.fma(x3, a3);
-            d3 = u.fma(y3, d3);
-            a0.intoArray(acc, o);
-            a1.intoArray(acc, o + I8_B1);
-            a2.intoArray(acc, o + 16);
-            a3.intoArray(acc, o + I8_B3);
-            d0.intoArray(acc, p);
-            d1.intoArray(acc, p + I8_B1);
-            d2.intoArray(acc, p + 16);
-            d3.intoArray(acc, p + I8_B3);
         }
     }
 
     /**
-     * Column order ↔ the row kernels' lane order (an involution; nothing to do with 8 lanes): bf16 swaps the upper
-     * half of acc[o..o+16) with the lower half of acc[o+16..o+32) for every 32 columns, int8 does the same for the
-     * pairs (o, o+32) and (o+16, o+48) of every 64.
+     * Column order ↔ the bf16 row kernels' lane order (an involution; nothing to do with 8 lanes): swaps the upper half
+     * of acc[o..o+L) with the lower half of acc[o+L..o+2L) for every 2·L columns.
      */
-    private static void swapHalves(WeightType type, float[] acc, int off, int width) {
-        int step = type == WeightType.BF16 ? 2 * L : 4 * L;
-        int apart = type == WeightType.BF16 ? L : 2 * L;
-        for (int o = off; o < off + width; o += step) {
-            for (int h = o; h < o + step - apart; h += L) {
-                FloatVector x = FloatVector.fromArray(R, acc, h);
-                FloatVector y = FloatVector.fromArray(R, acc, h + apart);
-                x.rearrange(LOWS, y).intoArray(acc, h);
-                x.rearrange(HIGHS, y).intoArray(acc, h + apart);
-            }
+    private static void swapHalves(float[] acc, int off, int width) {
+        for (int o = off; o < off + width; o += 2 * L) {
+            FloatVector x = FloatVector.fromArray(R, acc, o);
+            FloatVector y = FloatVector.fromArray(R, acc, o + L);
+            x.rearrange(LOWS, y).intoArray(acc, o);
+            x.rearrange(HIGHS, y).intoArray(acc, o + L);
         }
     }
 

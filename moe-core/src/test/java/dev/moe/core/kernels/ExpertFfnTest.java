@@ -69,7 +69,8 @@ class ExpertFfnTest {
             "INT8,100,200,3,ROWS", "INT8,64,64,64,ROWS", "INT8,33,65,1,ROWS", "F32,200,33,64,ROWS",
             "F32,37,19,2,ROWS", "BF16,130,70,3,ROWS", "INT8,100,200,4,ROWS", "BF16,70,50,6,ROWS", "INT8,33,65,8,ROWS",
             "F32,37,19,2,PANELS", "BF16,130,70,3,PANELS", "INT8,100,200,4,PANELS", "BF16,70,50,6,PANELS",
-            "INT8,33,65,8,PANELS"})
+            "INT8,33,65,8,PANELS", "BF16,300,200,1,PANELS", "INT8,300,200,1,PANELS", "INT8,256,128,1,PANELS",
+            "BF16,256,128,1,PANELS"})
     void densePathMatchesTheSwigluExpert(WeightType type, int hidden, int inter, int tokens, Layout layout) {
         Weights w = Weights.random(hidden, inter, hidden * 7L + inter);
         PackedExpert packed = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), type, layout);

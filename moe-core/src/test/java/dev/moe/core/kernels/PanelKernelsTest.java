@@ -89,6 +89,64 @@ class PanelKernelsTest {
         }
     }
 
+    static Stream<Arguments> panelGroupCases() {
+        Stream.Builder<Arguments> b = Stream.builder();
+        for (Layout layout : Layout.values()) {
+            for (WeightType type : WeightType.values()) {
+                for (int inputs : new int[] {1, 7, 130}) {
+                    for (int outputs : new int[] {64, 65, 200, 256, 517}) {
+                        for (String mask : new String[] {"all", "none", "half"}) {
+                            b.add(Arguments.of(layout, type, inputs, outputs, mask));
+                        }
+                    }
+                }
+            }
+        }
+        return b.build();
+    }
+
+    /**
+     * The decode group kernel (four panel streams side by side, or one panel after another for a short group) on
+     * every grouping of every panel: {@code first + j·step} for every first panel, step and count that fit.
+     */
+    @ParameterizedTest(name = "{0} {1} in={2} out={3} rows={4}")
+    @MethodSource("panelGroupCases")
+    void panelGroupsMatchScalarOracle(Layout layout, WeightType type, int inputs, int outputs, String mask) {
+        SplittableRandom random = new SplittableRandom(inputs * 1000L + outputs);
+        PanelMatrix m = matrix(layout, type, inputs, outputs, random);
+        int panels = m.numPanels();
+        float[] a = new float[inputs];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = random.nextInt(5) == 0 ? 0f : (float) random.nextGaussian();
+        }
+        int[] rows = activeRows(inputs, mask, random);
+        int groups = 0;
+        for (int step = 1; step <= panels; step++) {
+            for (int first = 0; first < panels; first++) {
+                int count = Math.min(PanelKernels.PANEL_GROUP, (panels - 1 - first) / step + 1);
+                float[] expected = new float[count * 64];
+                float[] actual = new float[count * 64];
+                java.util.Arrays.fill(actual, Float.NaN); // every element must be written
+                ScalarPanelKernels.INSTANCE.accumulatePanels(m, first, step, count, rows, rows.length, a, expected);
+                VectorPanelKernels.INSTANCE.accumulatePanels(m, first, step, count, rows, rows.length, a, actual);
+                for (int i = 0; i < expected.length; i++) {
+                    int p = first + i / 64 * step;
+                    float scale = 0f;
+                    for (int r : rows) {
+                        scale += Math.abs(a[r] * m.weight(p, r, i % 64));
+                    }
+                    assertThat(actual[i]).as("first %d step %d count %d element %d", first, step, count, i)
+                            .isCloseTo(expected[i], org.assertj.core.data.Offset.offset(1e-5f * (scale + 1e-6f)));
+                }
+                if (rows.length == 0) {
+                    assertThat(actual).containsOnly(0f);
+                }
+                groups += count == PanelKernels.PANEL_GROUP ? 1 : 0;
+            }
+        }
+        assertThat(groups > 0).as("some groups of %d panels", PanelKernels.PANEL_GROUP).isEqualTo(panels >= 4);
+    }
+
     static Stream<Arguments> rowCases() {
         Stream.Builder<Arguments> b = Stream.builder();
         for (Layout layout : Layout.values()) {
