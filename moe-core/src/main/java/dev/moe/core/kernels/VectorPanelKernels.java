@@ -7,7 +7,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
@@ -140,8 +139,8 @@ public final class VectorPanelKernels implements PanelKernels {
             int o = k * W;
             for (int c = 0; c < W / 2; c += 8) {
                 IntVector v = IntVector.fromArray(I, w, i + c);
-                low(v).intoArray(scratch, o + 2 * c);
-                high(v).intoArray(scratch, o + 2 * c + 8);
+                v.lanewise(LSHL, 16).reinterpretAsFloats().intoArray(scratch, o + 2 * c);
+                v.and(0xFFFF0000).reinterpretAsFloats().intoArray(scratch, o + 2 * c + 8);
             }
         }
     }
@@ -161,24 +160,17 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
-    // ---- weight loads: 8 consecutive weights as float32 ----
-
-    // bf16 → f32 is "put the 16 bits in the upper half": the low bf16 of each int by a shift, the high one by a mask.
-    private static FloatVector low(IntVector v) {
-        return v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-    }
-
-    private static FloatVector high(IntVector v) {
-        return v.and(0xFFFF0000).reinterpretAsFloats();
-    }
-
     // ---- F32 ----
 
     private static void f32One(float[] w, int base, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
                                int aOff, float[] out, int outOff) {
-        FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
-        FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
-        FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
+        FloatVector c0 = FloatVector.fromArray(F, out, outOff);
+        FloatVector c1 = FloatVector.fromArray(F, out, outOff + 8);
+        FloatVector c2 = FloatVector.fromArray(F, out, outOff + 16);
+        FloatVector c3 = FloatVector.fromArray(F, out, outOff + 24);
+        FloatVector c4 = FloatVector.fromArray(F, out, outOff + 32);
+        FloatVector c5 = FloatVector.fromArray(F, out, outOff + 40);
+        FloatVector c6 = FloatVector.fromArray(F, out, outOff + 48), c7 = FloatVector.fromArray(F, out, outOff + 56);
         for (int k = 0; k < count; k++) {
             FloatVector x = FloatVector.broadcast(F, a[aOff + aRows[aFrom + k]]);
             int i = base + wRows[k] * W;
@@ -191,17 +183,34 @@ public final class VectorPanelKernels implements PanelKernels {
             c6 = FloatVector.fromArray(F, w, i + 48).fma(x, c6);
             c7 = FloatVector.fromArray(F, w, i + 56).fma(x, c7);
         }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
+        c0.intoArray(out, outOff);
+        c1.intoArray(out, outOff + 8);
+        c2.intoArray(out, outOff + 16);
+        c3.intoArray(out, outOff + 24);
+        c4.intoArray(out, outOff + 32);
+        c5.intoArray(out, outOff + 40);
+        c6.intoArray(out, outOff + 48);
+        c7.intoArray(out, outOff + 56);
     }
 
     private static void f32Two(float[] w, int base, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
                                int aOff0, int aOff1, float[] out, int outOff) {
-        FloatVector c0 = load(out, outOff), c1 = load(out, outOff + 8), c2 = load(out, outOff + 16);
-        FloatVector c3 = load(out, outOff + 24), c4 = load(out, outOff + 32), c5 = load(out, outOff + 40);
-        FloatVector c6 = load(out, outOff + 48), c7 = load(out, outOff + 56);
+        FloatVector c0 = FloatVector.fromArray(F, out, outOff);
+        FloatVector c1 = FloatVector.fromArray(F, out, outOff + 8);
+        FloatVector c2 = FloatVector.fromArray(F, out, outOff + 16);
+        FloatVector c3 = FloatVector.fromArray(F, out, outOff + 24);
+        FloatVector c4 = FloatVector.fromArray(F, out, outOff + 32);
+        FloatVector c5 = FloatVector.fromArray(F, out, outOff + 40);
+        FloatVector c6 = FloatVector.fromArray(F, out, outOff + 48), c7 = FloatVector.fromArray(F, out, outOff + 56);
         int o = outOff + W;
-        FloatVector d0 = load(out, o), d1 = load(out, o + 8), d2 = load(out, o + 16), d3 = load(out, o + 24);
-        FloatVector d4 = load(out, o + 32), d5 = load(out, o + 40), d6 = load(out, o + 48), d7 = load(out, o + 56);
+        FloatVector d0 = FloatVector.fromArray(F, out, o);
+        FloatVector d1 = FloatVector.fromArray(F, out, o + 8);
+        FloatVector d2 = FloatVector.fromArray(F, out, o + 16);
+        FloatVector d3 = FloatVector.fromArray(F, out, o + 24);
+        FloatVector d4 = FloatVector.fromArray(F, out, o + 32);
+        FloatVector d5 = FloatVector.fromArray(F, out, o + 40);
+        FloatVector d6 = FloatVector.fromArray(F, out, o + 48);
+        FloatVector d7 = FloatVector.fromArray(F, out, o + 56);
         for (int k = 0; k < count; k++) {
             int r = aRows[aFrom + k];
             FloatVector x = FloatVector.broadcast(F, a[aOff0 + r]);
@@ -217,8 +226,22 @@ public final class VectorPanelKernels implements PanelKernels {
             v = FloatVector.fromArray(F, w, i + 48); c6 = v.fma(x, c6); d6 = v.fma(y, d6);
             v = FloatVector.fromArray(F, w, i + 56); c7 = v.fma(x, c7); d7 = v.fma(y, d7);
         }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
-        store(out, outOff + W, d0, d1, d2, d3, d4, d5, d6, d7);
+        c0.intoArray(out, outOff);
+        c1.intoArray(out, outOff + 8);
+        c2.intoArray(out, outOff + 16);
+        c3.intoArray(out, outOff + 24);
+        c4.intoArray(out, outOff + 32);
+        c5.intoArray(out, outOff + 40);
+        c6.intoArray(out, outOff + 48);
+        c7.intoArray(out, outOff + 56);
+        d0.intoArray(out, outOff + W);
+        d1.intoArray(out, outOff + W + 8);
+        d2.intoArray(out, outOff + W + 16);
+        d3.intoArray(out, outOff + W + 24);
+        d4.intoArray(out, outOff + W + 32);
+        d5.intoArray(out, outOff + W + 40);
+        d6.intoArray(out, outOff + W + 48);
+        d7.intoArray(out, outOff + W + 56);
     }
 
     // ---- BF16 ----
@@ -231,12 +254,27 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector x = FloatVector.broadcast(F, a[aOff + r]);
             int i = (base + r * stride) >>> 1; // 64 bf16 = 32 ints
             IntVector v;
-            v = IntVector.fromArray(I, w, i); c0 = low(v).fma(x, c0); c1 = high(v).fma(x, c1);
-            v = IntVector.fromArray(I, w, i + 8); c2 = low(v).fma(x, c2); c3 = high(v).fma(x, c3);
-            v = IntVector.fromArray(I, w, i + 16); c4 = low(v).fma(x, c4); c5 = high(v).fma(x, c5);
-            v = IntVector.fromArray(I, w, i + 24); c6 = low(v).fma(x, c6); c7 = high(v).fma(x, c7);
+            v = IntVector.fromArray(I, w, i);
+            c0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c0);
+            c1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c1);
+            v = IntVector.fromArray(I, w, i + 8);
+            c2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c2);
+            c3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c3);
+            v = IntVector.fromArray(I, w, i + 16);
+            c4 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c4);
+            c5 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c5);
+            v = IntVector.fromArray(I, w, i + 24);
+            c6 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c6);
+            c7 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c7);
         }
-        store(out, outOff, c0, c1, c2, c3, c4, c5, c6, c7);
+        c0.intoArray(out, outOff);
+        c1.intoArray(out, outOff + 8);
+        c2.intoArray(out, outOff + 16);
+        c3.intoArray(out, outOff + 24);
+        c4.intoArray(out, outOff + 32);
+        c5.intoArray(out, outOff + 40);
+        c6.intoArray(out, outOff + 48);
+        c7.intoArray(out, outOff + 56);
     }
 
     // ---- INT8: the block scale is folded into the broadcast activation (a·scale), two blocks per row ----
@@ -462,15 +500,17 @@ public final class VectorPanelKernels implements PanelKernels {
     }
 
     /**
-     * {@code acc[accOff + c] += Σ_k a[rows[k]] · w[base + rows[k]·stride + c]} for c in [0, columns): rows are taken
-     * four per accumulator pass, then the remaining ones one by one.
+     * {@code acc[accOff + c] += Σ_k a[rows[k]] · w[base + rows[k]·stride + c]} for c in [0, columns). Each accumulator
+     * pass takes one row from each quarter of the rows, so the thread reads four long streams (on a dense pass each
+     * quarter is one contiguous run) rather than four short rows side by side; the last (to − from) mod 4 rows go one
+     * by one.
      */
     private static void rowSpan(PanelMatrix m, int base, int stride, int[] rows, int from, int to, float[] a,
                                 float[] acc, int accOff, int columns, RowPass pass) {
-        int k = from;
-        for (; k + ROW_PASS <= to; k += ROW_PASS) {
+        int quarter = (to - from) / ROW_PASS;
+        for (int k = from; k < from + quarter; k++) {
             for (int j = 0; j < ROW_PASS; j++) {
-                int r = rows[k + j];
+                int r = rows[k + j * quarter];
                 pass.base[j] = base + r * stride;
                 pass.x[j] = a[r];
             }
@@ -480,7 +520,7 @@ public final class VectorPanelKernels implements PanelKernels {
                 case INT8 -> i8Rows4(m.i8, m.scales, pass.base, pass.x, acc, accOff, columns);
             }
         }
-        for (; k < to; k++) { // tail: the last (to − from) mod 4 rows
+        for (int k = from + ROW_PASS * quarter; k < to; k++) { // tail
             int r = rows[k];
             pass.base[0] = base + r * stride;
             pass.x[0] = a[r];
@@ -634,17 +674,21 @@ public final class VectorPanelKernels implements PanelKernels {
 
     /**
      * {@code acc[t·tokenStride + accOff + c] += Σ_k a[t·aStride + rows[k]] · w[base + rows[k]·stride + c]} for c in
-     * [0, columns), four rows per pass (the last pass padded with zero activations).
+     * [0, columns), four rows per pass, one from each quarter of the rows (the tail pass padded with zero activations).
      */
     private static void rowSpanBatch(PanelMatrix m, int base, int[] rows, int from, int to, float[] a, int aStride,
                                      int numTokens, float[] acc, int accOff, int columns, int tokenStride,
                                      RowPass pass) {
         int stride = m.rowStride();
         float[] xt = pass.xt;
-        for (int k = from; k < to; k += ROW_PASS) {
+        int quarter = (to - from) / ROW_PASS; // as rowSpan: one row from each quarter per pass, then a padded tail
+        int tail = from + ROW_PASS * quarter;
+        int passes = quarter + (tail < to ? 1 : 0);
+        for (int i = 0; i < passes; i++) {
             for (int j = 0; j < ROW_PASS; j++) {
-                boolean real = k + j < to;
-                int r = rows[real ? k + j : to - 1];
+                int k = i < quarter ? from + i + j * quarter : tail + j;
+                boolean real = k < to;
+                int r = rows[real ? k : to - 1];
                 pass.base[j] = base + r * stride;
                 for (int t = 0; t < numTokens; t++) {
                     xt[t * ROW_PASS + j] = real ? a[t * aStride + r] : 0f;
@@ -802,21 +846,5 @@ public final class VectorPanelKernels implements PanelKernels {
             x.rearrange(LOWS, y).intoArray(acc, o);
             x.rearrange(HIGHS, y).intoArray(acc, o + L);
         }
-    }
-
-    private static FloatVector load(float[] out, int off) {
-        return FloatVector.fromArray(F, out, off);
-    }
-
-    private static void store(float[] out, int off, FloatVector c0, FloatVector c1, FloatVector c2, FloatVector c3,
-                              FloatVector c4, FloatVector c5, FloatVector c6, FloatVector c7) {
-        c0.intoArray(out, off);
-        c1.intoArray(out, off + 8);
-        c2.intoArray(out, off + 16);
-        c3.intoArray(out, off + 24);
-        c4.intoArray(out, off + 32);
-        c5.intoArray(out, off + 40);
-        c6.intoArray(out, off + 48);
-        c7.intoArray(out, off + 56);
     }
 }
