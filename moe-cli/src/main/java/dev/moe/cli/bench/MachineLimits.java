@@ -12,10 +12,13 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * What the machine can do at most, measured in the same JVM as the kernels: DRAM read bandwidth (a Vector API sum over
  * a buffer far larger than the caches, several independent accumulators so no add latency chain limits it) and the
- * FMA peak (a register-only loop of independent 256-bit FMAs, the vector width the kernels use).
+ * FMA peak (a register-only loop of independent FMAs on the widest vectors, the width the batch kernels use: 512-bit
+ * on AVX-512, where a 256-bit loop measures half the machine's peak).
  */
 final class MachineLimits {
     static final VectorSpecies<Float> F = FloatVector.SPECIES_256;
+    /** Vectors of the FMA peak loop: the widest the machine has. */
+    static final VectorSpecies<Float> FMA = FloatVector.SPECIES_PREFERRED;
     /** Independent FMA chains per thread: Zen 4 has 2 FMA pipes of latency 4, so 8 hide it; 12 leave a margin. */
     private static final int CHAINS = 12;
     private static volatile float sink;
@@ -43,7 +46,7 @@ final class MachineLimits {
             limits[i] = new Limits(t, bw[0], bw[1], peak);
             log.printf(Locale.ROOT, "machine: %d thread%s: read bandwidth %.1f GB/s (median of %d passes over %s, best"
                             + " %.1f; a C read-sum measured %s GB/s on this box in an earlier probe)%s;"
-                            + " FMA peak %.1f GFLOP/s (256-bit)%n",
+                            + " FMA peak %.1f GFLOP/s (" + FMA.vectorBitSize() + "-bit)%n",
                     t, t == 1 ? "" : "s", bw[0], bwRepeats, mib((long) buffer.length * Float.BYTES), bw[1],
                     t == 1 ? "~28" : t == 2 ? "~34" : "?", sanity(t, bw[0]), peak);
         }
@@ -147,7 +150,7 @@ final class MachineLimits {
                 long start = System.nanoTime();
                 gang.run(m -> results[m] = spin(iters, m));
                 long dt = System.nanoTime() - start;
-                gflops[r] = (double) threads * iters * CHAINS * F.length() * 2 / dt;
+                gflops[r] = (double) threads * iters * CHAINS * FMA.length() * 2 / dt;
             }
         }
         for (float v : results) {
@@ -156,11 +159,11 @@ final class MachineLimits {
         return Measure.median(gflops);
     }
 
-    /** {@value #CHAINS} independent chains {@code a = a·m + c} of 8-lane FMAs; no memory traffic in the loop. */
+    /** {@value #CHAINS} independent chains {@code a = a·m + c} of FMAs; no memory traffic in the loop. */
     static float spin(int iters, float seed) {
-        FloatVector m = FloatVector.broadcast(F, 0.9999f);
-        FloatVector c = FloatVector.broadcast(F, 1e-4f);
-        FloatVector a0 = FloatVector.broadcast(F, seed), a1 = a0.add(1f), a2 = a0.add(2f), a3 = a0.add(3f);
+        FloatVector m = FloatVector.broadcast(FMA, 0.9999f);
+        FloatVector c = FloatVector.broadcast(FMA, 1e-4f);
+        FloatVector a0 = FloatVector.broadcast(FMA, seed), a1 = a0.add(1f), a2 = a0.add(2f), a3 = a0.add(3f);
         FloatVector a4 = a0.add(4f), a5 = a0.add(5f), a6 = a0.add(6f), a7 = a0.add(7f);
         FloatVector a8 = a0.add(8f), a9 = a0.add(9f), a10 = a0.add(10f), a11 = a0.add(11f);
         for (int i = 0; i < iters; i++) {
