@@ -23,9 +23,10 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param podIndex    a StatefulSet pod's ordinal ({@code apps.kubernetes.io/pod-index}); when set, the shard is
  *                    {@code podIndex mod numServers}, so pods {@code i}, {@code i + n}, … are replicas of shard i
  * @param metrics     metrics settings
- * @param layout      how expert weights are laid out: PANELS (64-output panels, the fastest dense and batched; the
- *                    default) or ROWS (each input channel's output row contiguous: the fastest sparse single token,
- *                    but 2-8 tokens per expert run at about half the PANELS speed, so opt in for decode-heavy traffic)
+ * @param layout      how expert weights are laid out: PANELS (64-output panels) or ROWS (each input channel's output
+ *                    row contiguous, so a pruned channel skips one contiguous run). Default: ROWS with a thresholds
+ *                    file (sparse decode reads whole rows), PANELS without (dense on either is within a few percent
+ *                    for bf16 and f32; int8 dense decode is 15-20% faster on PANELS)
  */
 @ConfigurationProperties("moe.expert")
 public record ExpertServerProperties(Path model, String serverId, Integer serverIndex, Integer numServers,
@@ -55,34 +56,35 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         serverId = serverId == null || serverId.isBlank() ? "expert-" + serverIndex : serverId;
         maxTokensPerCall = maxTokensPerCall == null ? 16384 : maxTokensPerCall;
         weights = weights == null ? WeightType.BF16 : weights;
-        layout = layout == null ? PanelMatrix.Layout.PANELS : layout;
+        layout = layout == null ? (sparsity != null ? PanelMatrix.Layout.ROWS : PanelMatrix.Layout.PANELS) : layout;
         sparseCrossover = sparseCrossover == null ? defaultSparseCrossover(weights, layout) : sparseCrossover;
         kernelThreads = kernelThreads == null ? Runtime.getRuntime().availableProcessors() : kernelThreads;
         metrics = metrics == null ? new Metrics(false) : metrics;
     }
 
-    /**
-     * Union density of active input channels below which the sparse path beats the dense one, measured with
-     * {@code bin/moe bench kernel} on the 2-core reference machine: skipping rows breaks the weight stream into
-     * short runs that read far below streaming bandwidth, so it pays only when few rows remain — sooner for wide
-     * float32 rows than for bf16 and int8 ones (see README, "Measured").
-     */
+    /** {@link #defaultSparseCrossover(WeightType, PanelMatrix.Layout)} on {@link PanelMatrix.Layout#PANELS}. */
     public static double defaultSparseCrossover(WeightType weights) {
         return defaultSparseCrossover(weights, PanelMatrix.Layout.PANELS);
     }
 
     /**
-     * With {@link PanelMatrix.Layout#ROWS} a sparse token reads whole rows, whose time falls with the density almost in
-     * proportion (bf16, Qwen3 expert, 2 threads: density 0.5 about 1.4-1.5x and 0.3 about 2.3-2.5x faster than the
-     * panels dense), so the sparse path pays up to a much denser union: 0.75 for every weight type.
+     * Union density of active input channels below which the sparse path beats the dense one, measured with
+     * {@code bin/moe bench kernel --sparsity 0,0.3,...,0.7} on the 2-core reference machine (Qwen3 expert, one token, 2
+     * threads; README, "Measured"). On ROWS a sparse token reads whole rows and pays early: f32 1.18x the dense
+     * kernel at density 0.8, bf16 1.06x at 0.6 (0.96x at 0.7), int8 1.15x at 0.4 (0.95x at 0.5: widening bytes
+     * costs more instructions per byte, so fewer weight lines are in flight). On PANELS an active row is a 64-weight
+     * run scattered in a panel: f32 and bf16 pay only below about 0.35 (1.27x and 1.22x at 0.3), int8 not at 0.3.
      */
     public static double defaultSparseCrossover(WeightType weights, PanelMatrix.Layout layout) {
         if (layout == PanelMatrix.Layout.ROWS) {
-            return 0.75;
+            return switch (weights) {
+                case F32 -> 0.85;
+                case BF16 -> 0.6;
+                case INT8 -> 0.45;
+            };
         }
         return switch (weights) {
-            case F32 -> 0.5;
-            case BF16 -> 0.2;
+            case F32, BF16 -> 0.35;
             case INT8 -> 0.1;
         };
     }

@@ -32,22 +32,26 @@ class ExpertServerPropertiesTest {
         assertThat(p.hostedExperts(8)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
         assertThat(p.weights()).isEqualTo(WeightType.BF16);
         assertThat(p.sparsity()).isNull();
-        assertThat(p.sparseCrossover()).isEqualTo(0.2); // the BF16 default
+        assertThat(p.sparseCrossover()).isEqualTo(0.35); // the BF16 panels default
         assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
         assertThat(p.metrics().layerTag()).isFalse();
         assertThat(p.layout()).isEqualTo(PanelMatrix.Layout.PANELS);
     }
 
     @Test
-    void rowsAreOptInAndBringTheirCrossover() {
+    void aThresholdsFileDefaultsToRowsWithTheirCrossover() {
         ExpertServerProperties sparse = new ExpertServerProperties(null, null, null, null, null, null, null,
                 WeightType.INT8, Path.of("/t.json"), null, null, null, null, null);
-        assertThat(sparse.layout()).isEqualTo(PanelMatrix.Layout.PANELS); // a thresholds file alone keeps panels
-        assertThat(sparse.sparseCrossover()).isEqualTo(0.1); // the INT8 panels default
-        ExpertServerProperties rows = new ExpertServerProperties(null, null, null, null, null, null, null,
-                WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.ROWS);
-        assertThat(rows.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
-        assertThat(rows.sparseCrossover()).isEqualTo(0.75);
+        assertThat(sparse.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
+        assertThat(sparse.sparseCrossover()).isEqualTo(0.45); // the INT8 rows default
+        ExpertServerProperties panels = new ExpertServerProperties(null, null, null, null, null, null, null,
+                WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.PANELS);
+        assertThat(panels.layout()).isEqualTo(PanelMatrix.Layout.PANELS); // an explicit layout wins
+        assertThat(panels.sparseCrossover()).isEqualTo(0.1);
+        ExpertServerProperties crossover = new ExpertServerProperties(null, null, null, null, null, null, null,
+                WeightType.BF16, Path.of("/t.json"), 0.9, null, null, null, null);
+        assertThat(crossover.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
+        assertThat(crossover.sparseCrossover()).isEqualTo(0.9); // an explicit crossover wins
     }
 
     @Test

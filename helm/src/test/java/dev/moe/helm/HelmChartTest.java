@@ -538,6 +538,15 @@ class HelmChartTest {
                 .contains("--server.port=9101");
     }
 
+    /** An empty expert.layout leaves the choice to the server: ROWS with a thresholds file, PANELS without. */
+    @Test
+    void layoutIsPassedOnlyWhenSet() {
+        Container expert = render(CHART.resolve("ci/default-values.yaml")).one(StatefulSet.class).getSpec()
+                .getTemplate().getSpec().getContainers().getFirst();
+        assertThat(expert.getArgs()).noneMatch(a -> a.startsWith("--moe.expert.layout"));
+        assertThat(expert.getArgs()).contains("--moe.expert.weights=BF16");
+    }
+
     @Test
     void hpaReplacesFixedRouterReplicas() {
         Rendering r = render(CHART.resolve("ci/replicas-values.yaml"));
