@@ -16,6 +16,7 @@ import dev.moe.core.kernels.WeightType;
 import dev.moe.core.moe.MoeWeights;
 import dev.moe.core.moe.RouterLayer;
 import dev.moe.core.sparsity.SparsityThresholds;
+import dev.moe.expert.ExpertServerProperties;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -68,15 +69,17 @@ public final class LayerBench implements Callable<Integer> {
     Integer threads;
 
     @Option(names = "--layout", defaultValue = "panels", paramLabel = "LAYOUT",
-            description = "Weight layout of the experts: panels (fastest dense and batched) or rows (fastest sparse"
-                    + " single token; what an expert server with a sparsity file uses) (default: ${DEFAULT-VALUE}).")
+            description = "Weight layout of the experts: panels (64-output panels; an expert server's default without a"
+                    + " sparsity file) or rows (whole input rows; the default with one) (default: ${DEFAULT-VALUE}).")
     String layoutName;
     private dev.moe.core.kernels.PanelMatrix.Layout layout;
 
-    @Option(names = "--crossover", defaultValue = "0.75",
+    @Option(names = "--crossover",
             description = "Union density above which a projection runs dense, as the expert server's"
-                    + " sparse-crossover (default: ${DEFAULT-VALUE}).")
-    double crossover;
+                    + " sparse-crossover (default: the expert server's default for the dtype and layout).")
+    Double crossover;
+    /** The crossover of each dtype of the run: --crossover, or the expert server's default. */
+    private double[] crossovers;
 
     @Mixin
     MeasureOptions measureOptions;
@@ -188,7 +191,7 @@ public final class LayerBench implements Callable<Integer> {
         if (threadCount < 1) {
             throw Opts.usage(spec, "--threads must be >= 1");
         }
-        if (!(crossover >= 0 && crossover <= 1)) {
+        if (crossover != null && !(crossover >= 0 && crossover <= 1)) {
             throw Opts.usage(spec, "--crossover must be in [0, 1]");
         }
         try {
@@ -220,8 +223,14 @@ public final class LayerBench implements Callable<Integer> {
         }
         List<Row> rows = new ArrayList<>();
         long started = System.nanoTime();
+        crossovers = new double[types.size()];
         try (KernelPool pool = new KernelPool(threadCount)) {
-            ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, pool, crossover);
+            ExpertFfn[] ffns = new ExpertFfn[types.size()];
+            for (int ti = 0; ti < types.size(); ti++) {
+                crossovers[ti] = crossover != null ? crossover
+                        : ExpertServerProperties.defaultSparseCrossover(types.get(ti), layout);
+                ffns[ti] = new ExpertFfn(VectorPanelKernels.INSTANCE, pool, crossovers[ti]);
+            }
             JitWarmup.run(types, List.of(layout), List.of(pool),
                     measureOptions.jitWarmupSeconds(2.0, 1.0), err);
             for (int ti = 0; ti < types.size(); ti++) {
@@ -232,7 +241,7 @@ public final class LayerBench implements Callable<Integer> {
                         Row row = measureOptions.untilQuiet("during this measurement", err, () -> {
                             // The DRAM bandwidth of a shared VM drifts: measure it right before each row.
                             MachineLimits.Limits now = MachineLimits.remeasureBandwidth(limits, bwBuffer, 3);
-                            return measure(l, ffn, typeIndex, sparsityIndex, b, threadCount, settings, now)::withLoad;
+                            return measure(l, ffns[typeIndex], typeIndex, sparsityIndex, b, threadCount, settings, now)::withLoad;
                         });
                         rows.add(row);
                         out.println(row.json());
@@ -408,7 +417,7 @@ public final class LayerBench implements Callable<Integer> {
         double projections = Math.max(1, acc.projections);
         return new Row(l.shapeName(), l.source(), l.layerIndex(), l.numExperts(), l.topK(), hidden, l.inter(),
                 l.types().get(typeIndex), layout.name().toLowerCase(Locale.ROOT), l.sparsities()[sparsityIndex], batch,
-                threadCount, crossover, time,
+                threadCount, crossovers[typeIndex], time,
                 phases[0] / perCall, phases[1] / perCall, phases[2] / perCall, phases[3] / perCall,
                 phases[4] / perCall, acc.expertsActive / calls, (double) acc.assignments / Math.max(1, acc.expertsActive),
                 acc.weightBytes / calls, limits.bwGbps(), acc.prunedX / projections, acc.prunedH / projections,

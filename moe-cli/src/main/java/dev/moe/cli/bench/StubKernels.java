@@ -2,6 +2,7 @@ package dev.moe.cli.bench;
 
 import dev.moe.core.kernels.PanelKernels;
 import dev.moe.core.kernels.PanelMatrix;
+import dev.moe.core.kernels.VectorPanelKernels;
 import java.util.Arrays;
 
 /**
@@ -29,6 +30,13 @@ final class StubKernels implements PanelKernels {
     void use(float[] gateX, float[] upX) {
         this.gate = gateX;
         this.up = upX;
+    }
+
+    /** The real pruning kernel: its cost is part of what the stub run measures. */
+    @Override
+    public int prune(float[] v, int vOff, int n, float mode, float threshold, float[] out, int outOff,
+                     float[] active) {
+        return VectorPanelKernels.INSTANCE.prune(v, vOff, n, mode, threshold, out, outOff, active);
     }
 
     @Override

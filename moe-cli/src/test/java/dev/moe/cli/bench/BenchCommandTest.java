@@ -5,6 +5,7 @@ import dev.moe.cli.StandardStreams;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.moe.cli.MoeCli;
+import dev.moe.core.kernels.WeightType;
 import dev.moe.core.oracle.ConformanceCases;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -145,7 +146,7 @@ class BenchCommandTest {
     @Test
     void layerRunsOnTheRowsLayoutAndSaysSo() {
         int code = run("bench", "layer", "--synthetic", "16x4x64x96", "--batch", "1", "--dtype", "int8",
-                "--sparsity", "0,0.5", "--threads", "2", "--layout", "rows");
+                "--sparsity", "0,0.5", "--threads", "2", "--layout", "rows", "--crossover", "1");
         assertThat(code).as(streams.stderr()).isZero();
         List<JsonNode> lines = jsonLines();
         assertThat(lines).hasSize(2).allSatisfy(row -> {
@@ -159,7 +160,7 @@ class BenchCommandTest {
     @Test
     void layerQuickOnATinySyntheticShapeReportsThroughputAndPhases() {
         int code = run("bench", "layer", "--synthetic", "16x4x64x96", "--batch", "1,8", "--dtype", "bf16,int8",
-                "--sparsity", "0,0.5", "--threads", "2");
+                "--sparsity", "0,0.5", "--threads", "2", "--crossover", "1"); // 1: the sparse path whenever pruned
         String stderr = streams.stderr();
         assertThat(code).as(stderr).isZero();
         List<JsonNode> lines = jsonLines();
@@ -188,6 +189,7 @@ class BenchCommandTest {
                         org.assertj.core.data.Offset.offset(1e-6 + 0.01 * batch * 4));
             }
             assertThat(row.get("weight_mib_per_call").asDouble()).isPositive();
+            assertThat(row.get("crossover").asDouble()).isEqualTo(1.0);
             if (row.get("sparsity").asDouble() == 0.0) {
                 assertThat(row.get("union_density_x").asDouble()).isEqualTo(1.0);
                 assertThat(row.get("achieved_sparsity_x").asDouble()).isZero();
@@ -197,6 +199,22 @@ class BenchCommandTest {
             }
         }
         assertThat(stderr).contains("tokens/s").contains("dispatch");
+    }
+
+    /** Without --crossover a layer runs as an expert server would: its default crossover for the dtype and layout. */
+    @Test
+    void layerUsesTheExpertServersCrossoverByDefault() {
+        int code = run("bench", "layer", "--synthetic", "16x4x64x96", "--batch", "1", "--dtype", "bf16,int8",
+                "--sparsity", "0.5", "--threads", "2", "--layout", "rows");
+        assertThat(code).as(streams.stderr()).isZero();
+        List<JsonNode> lines = jsonLines();
+        assertThat(lines).hasSize(2);
+        for (JsonNode row : lines) {
+            WeightType type = WeightType.valueOf(row.get("dtype").asText().toUpperCase(java.util.Locale.ROOT));
+            double expected = dev.moe.expert.ExpertServerProperties.defaultSparseCrossover(type,
+                    dev.moe.core.kernels.PanelMatrix.Layout.ROWS);
+            assertThat(row.get("crossover").asDouble()).as("%s", type).isEqualTo(expected);
+        }
     }
 
     @Test

@@ -9,7 +9,9 @@ import java.util.concurrent.ConcurrentHashMap;
  * batch of its tokens), each expert's weights read once for all its tokens.
  *
  * <p>Two parallel loops: gate/up over every (expert, gate/up panel), then down over every (expert, down panel); even a
- * call with a single expert keeps every core busy. With thresholds (SCAP), inputs are pruned per token
+ * call with a single expert keeps every core busy. A single token's panels go in groups of
+ * {@link PanelKernels#PANEL_GROUP} far-apart panels per unit, streamed side by side
+ * ({@link PanelKernels#accumulatePanels}). With thresholds (SCAP), inputs are pruned per token
  * ({@code |v − mode| <= threshold} → 0) and only the union of the batch's active channels is read; when that union is
  * denser than {@code sparseCrossover} the projection runs dense and exact instead, since skipping would save little.
  *
@@ -176,24 +178,15 @@ public final class ExpertFfn {
             return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
         }
         float[] pruned = new float[numTokens * channels];
-        boolean[] active = new boolean[channels];
+        float[] active = new float[channels]; // 1 where some token keeps the channel
         long prunedCount = 0;
         for (int t = 0; t < numTokens; t++) {
-            int row = t * channels;
-            for (int c = 0; c < channels; c++) {
-                float v = values[row + c] - mode;
-                if (Math.abs(v) <= threshold) {
-                    prunedCount++;
-                } else {
-                    pruned[row + c] = v;
-                    active[c] = true;
-                }
-            }
+            prunedCount += kernels.prune(values, t * channels, channels, mode, threshold, pruned, t * channels, active);
         }
         int[] rows = new int[channels];
         int numRows = 0;
         for (int c = 0; c < channels; c++) {
-            if (active[c]) {
+            if (active[c] != 0f) {
                 rows[numRows++] = c;
             }
         }

@@ -17,6 +17,29 @@ public interface PanelKernels {
     void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride, int numTokens,
                     float[] out);
 
+    /**
+     * SCAP pruning of one token's input: {@code out[i] = |v[i] − mode| <= threshold ? 0 : v[i] − mode} for i in
+     * [0, n), and {@code active[i] = 1} where the value was kept (left as it was elsewhere), so that after every token
+     * of a batch the channels with {@code active[i] != 0} are the union to read. A NaN is kept, not pruned.
+     *
+     * @return how many of the n values were pruned
+     */
+    default int prune(float[] v, int vOff, int n, float mode, float threshold, float[] out, int outOff,
+                      float[] active) {
+        int pruned = 0;
+        for (int i = 0; i < n; i++) {
+            float c = v[vOff + i] - mode;
+            if (Math.abs(c) <= threshold) {
+                out[outOff + i] = 0f;
+                pruned++;
+            } else {
+                out[outOff + i] = c;
+                active[i] = 1f;
+            }
+        }
+        return pruned;
+    }
+
     /** Most panels one {@link #accumulatePanels} call streams side by side. */
     int PANEL_GROUP = 4;
 

@@ -7,16 +7,24 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * Vector API panel kernels. One 64-wide panel row is eight 8-lane vectors; each token keeps its eight accumulators in
- * registers for the whole pass over the active rows (register blocking: one load and store of the accumulators per
- * panel, not per row). Float32 weights feed two tokens per weight load; narrow weights are widened in registers for a
- * single token, and widened once per call into a float32 copy of the active rows for a batch. 256-bit vectors:
- * full-rate FMA on every x86 with AVX2 (Zen 4 splits 512-bit ones), and the same code shape on AVX-512 machines.
+ * Vector API panel kernels. Each token keeps a panel's 64 accumulators in registers for the whole pass over the active
+ * rows (register blocking: one load and store of the accumulators per panel, not per row).
+ * <ul>
+ *   <li>One token (decode): narrow weights are widened in registers. On AVX-512 a thread runs four panels side by side
+ *       ({@link #accumulatePanels}: four weight streams keep more lines in flight than one, which is what takes int8
+ *       from about 35-60% to 70-100% of read bandwidth); elsewhere one panel at a time on 256-bit vectors.</li>
+ *   <li>A batch: narrow weights are widened once per call into a float32 copy of {@code ROW_BLOCK} active rows, which
+ *       four tokens at a time (512-bit) or two (256-bit) then share, each weight load feeding every token of the
+ *       group.</li>
+ *   <li>Whole rows ({@link #accumulateRows}, ROWS layout): full output rows accumulated into an L1 array, four rows
+ *       per pass taken one from each quarter of the active rows (four long streams when dense).</li>
+ * </ul>
  * Chunks are addressed as panel base + row · {@link PanelMatrix#rowStride()}, so every kernel runs on both layouts.
  *
  * <p>Widening: bf16 → f32 puts the 16 bits in the upper half (the low bf16 of each int by a shift, the high one by a
@@ -25,8 +33,9 @@ import jdk.incubator.vector.VectorSpecies;
  * The kernels write this out instead of calling helper methods: when C2 inlines such a
  * kernel into its caller and runs into its node budget ({@code NodeCountInliningCutoff}), it still inlines the
  * {@code @ForceInline} Vector API methods, but a helper of ours that takes or returns a vector is left as a call and
- * every vector crossing it is boxed (seen: i8One inlined into {@link #accumulate}, the accumulator store left as a
- * call, int8 dense 4x slower in a process that also ran the ROWS kernels).
+ * every vector crossing it is boxed (seen twice: i8One inlined into {@link #accumulate} with its accumulator store
+ * left as a call, int8 dense 4x slower; and a store/load helper in the batch kernels, bf16 at 2 tokens 4-100x
+ * slower once {@link #accumulatePanels} was added to the class).
  */
 public final class VectorPanelKernels implements PanelKernels {
     public static final VectorPanelKernels INSTANCE = new VectorPanelKernels();
@@ -78,6 +87,31 @@ public final class VectorPanelKernels implements PanelKernels {
             }
             f32(scratch, 0, IDENTITY, rows, from, count, a, aStride, numTokens, out);
         }
+    }
+
+    @Override
+    public int prune(float[] v, int vOff, int n, float mode, float threshold, float[] out, int outOff,
+                     float[] active) {
+        int pruned = 0;
+        int i = 0;
+        for (int bound = R.loopBound(n); i < bound; i += L) {
+            FloatVector c = FloatVector.fromArray(R, v, vOff + i).sub(mode);
+            VectorMask<Float> drop = c.abs().compare(VectorOperators.LE, threshold); // NaN: not LE, so kept
+            c.blend(0f, drop).intoArray(out, outOff + i);
+            FloatVector.fromArray(R, active, i).blend(1f, drop.not()).intoArray(active, i);
+            pruned += drop.trueCount();
+        }
+        for (; i < n; i++) { // tail
+            float c = v[vOff + i] - mode;
+            if (Math.abs(c) <= threshold) {
+                out[outOff + i] = 0f;
+                pruned++;
+            } else {
+                out[outOff + i] = c;
+                active[i] = 1f;
+            }
+        }
+        return pruned;
     }
 
     @Override

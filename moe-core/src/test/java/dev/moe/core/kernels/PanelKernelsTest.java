@@ -286,6 +286,62 @@ class PanelKernelsTest {
         }
     }
 
+    /** SCAP pruning: the vector kernel against the scalar oracle, values on the threshold, NaN, tails, offsets. */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(ints = {0, 1, 15, 16, 17, 33, 768, 2049})
+    void pruneMatchesScalarOracle(int n) {
+        SplittableRandom random = new SplittableRandom(n);
+        float mode = 0.25f;
+        float threshold = 0.5f;
+        int off = 3;
+        float[] v = new float[off + 2 * n];
+        for (int i = 0; i < v.length; i++) {
+            v[i] = switch (random.nextInt(6)) {
+                case 0 -> mode + threshold;  // exactly on the threshold: pruned
+                case 1 -> mode - threshold;
+                case 2 -> Float.NaN;          // kept, never silently dropped
+                default -> (float) random.nextGaussian();
+            };
+        }
+        float[] expectedOut = new float[2 * n + 1];
+        float[] actualOut = new float[2 * n + 1];
+        float[] expectedActive = new float[n];
+        float[] actualActive = new float[n];
+        int expectedPruned = 0;
+        int actualPruned = 0;
+        for (int t = 0; t < 2; t++) { // two tokens: the active channels are their union
+            expectedPruned += ScalarPanelKernels.INSTANCE.prune(v, off + t * n, n, mode, threshold, expectedOut,
+                    1 + t * n, expectedActive);
+            actualPruned += VectorPanelKernels.INSTANCE.prune(v, off + t * n, n, mode, threshold, actualOut,
+                    1 + t * n, actualActive);
+        }
+        assertThat(actualOut).containsExactly(expectedOut);
+        assertThat(actualActive).containsExactly(expectedActive);
+        assertThat(actualPruned).isEqualTo(expectedPruned);
+        int independent = 0;
+        for (int t = 0; t < 2; t++) {
+            for (int i = 0; i < n; i++) {
+                float c = v[off + t * n + i] - mode;
+                boolean drop = Math.abs(c) <= threshold;
+                independent += drop ? 1 : 0;
+                assertThat(Float.floatToIntBits(actualOut[1 + t * n + i]))
+                        .isEqualTo(Float.floatToIntBits(drop ? 0f : c));
+            }
+        }
+        assertThat(actualPruned).isEqualTo(independent);
+    }
+
+    @org.junit.jupiter.api.Test
+    void pruneByHand() {
+        float[] v = {1.0f, 0.2f, -0.3f, 0.9f, Float.NaN};
+        float[] out = new float[5];
+        float[] active = new float[5];
+        int pruned = VectorPanelKernels.INSTANCE.prune(v, 0, 5, 0.1f, 0.4f, out, 0, active);
+        assertThat(pruned).isEqualTo(2); // 0.2 − 0.1 and −0.3 − 0.1 are within 0.4
+        assertThat(out).containsExactly(1.0f - 0.1f, 0f, 0f, 0.9f - 0.1f, Float.NaN);
+        assertThat(active).containsExactly(1f, 0f, 0f, 1f, 1f);
+    }
+
     /** Both layouts store the same weights: only where the chunks go differs. */
     @ParameterizedTest
     @MethodSource("types")
