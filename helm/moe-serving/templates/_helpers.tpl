@@ -89,7 +89,8 @@ The label selector the router watches, as a string: exactly the expert pods' sel
 {{- define "moe-serving.javaToolOptions" -}}
 {{- /* The "=" form: the JVM rejects "--add-modules X" with a space in JAVA_TOOL_OPTIONS. */}}
 {{- $opts := list "--add-modules=jdk.incubator.vector" }}
-{{- with .maxHeap }}{{ $opts = append $opts (printf "-Xmx%s" .) }}{{ end }}
+{{- /* -Xms = -Xmx: a heap that never grows or shrinks (growing it page-faults fresh memory inside requests). */}}
+{{- with .maxHeap }}{{ $opts = concat $opts (list (printf "-Xms%s" .) (printf "-Xmx%s" .)) }}{{ end }}
 {{- with .maxDirectMemory }}{{ $opts = append $opts (printf "-XX:MaxDirectMemorySize=%s" .) }}{{ end }}
 {{- with .extraOptions }}{{ $opts = concat $opts . }}{{ end }}
 {{- join " " $opts }}

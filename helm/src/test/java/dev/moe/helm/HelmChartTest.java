@@ -266,6 +266,9 @@ class HelmChartTest {
             String opts = env(c, "JAVA_TOOL_OPTIONS");
             assertThat(opts).contains("--add-modules=jdk.incubator.vector").containsPattern("-Xmx\\d+[kKmMgG]")
                     .containsPattern("-XX:MaxDirectMemorySize=\\d+[kKmMgG]");
+            java.util.regex.Matcher xmx = java.util.regex.Pattern.compile("-Xmx(\\S+)").matcher(opts);
+            assertThat(xmx.find()).isTrue();
+            assertThat(opts).as("a fixed heap").contains("-Xms" + xmx.group(1) + " ");
             assertThat(c.getSecurityContext().getReadOnlyRootFilesystem()).isTrue();
             assertThat(c.getVolumeMounts()).anySatisfy(m -> assertThat(m.getMountPath()).isEqualTo("/tmp"));
         }

@@ -163,6 +163,10 @@ public final class VectorPanelKernels implements PanelKernels {
             for (; t + 3 < numTokens; t += 4) {
                 f32Four(w, base, wRows, aRows, aFrom, count, a, t * aStride, aStride, out, t * W);
             }
+            if (numTokens - t == 3) {
+                f32Three(w, base, wRows, aRows, aFrom, count, a, t * aStride, aStride, out, t * W);
+                return;
+            }
         }
         for (; t + 1 < numTokens; t += 2) {
             f32Two(w, base, wRows, aRows, aFrom, count, a, t * aStride, (t + 1) * aStride, out, t * W);
@@ -299,6 +303,62 @@ public final class VectorPanelKernels implements PanelKernels {
         z1.intoArray(out, outOff + 208);
         z2.intoArray(out, outOff + 224);
         z3.intoArray(out, outOff + 240);
+    }
+
+    /**
+     * Three tokens on 512-bit vectors: the remainder of a batch after its groups of four (10-15% faster than a pair
+     * and a single on 256 bits; a 512-bit pair measured no faster than the 256-bit one).
+     */
+    private static void f32Three(float[] w, int base, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
+                                int aOff, int aStride, float[] out, int outOff) {
+        FloatVector p0 = FloatVector.fromArray(R, out, outOff);
+        FloatVector p1 = FloatVector.fromArray(R, out, outOff + 16);
+        FloatVector p2 = FloatVector.fromArray(R, out, outOff + 32);
+        FloatVector p3 = FloatVector.fromArray(R, out, outOff + 48);
+        FloatVector q0 = FloatVector.fromArray(R, out, outOff + 64);
+        FloatVector q1 = FloatVector.fromArray(R, out, outOff + 80);
+        FloatVector q2 = FloatVector.fromArray(R, out, outOff + 96);
+        FloatVector q3 = FloatVector.fromArray(R, out, outOff + 112);
+        FloatVector u0 = FloatVector.fromArray(R, out, outOff + 128);
+        FloatVector u1 = FloatVector.fromArray(R, out, outOff + 144);
+        FloatVector u2 = FloatVector.fromArray(R, out, outOff + 160);
+        FloatVector u3 = FloatVector.fromArray(R, out, outOff + 176);
+        for (int k = 0; k < count; k++) {
+            int r = aRows[aFrom + k];
+            int i = base + wRows[k] * W;
+            FloatVector x0 = FloatVector.broadcast(R, a[aOff + r]);
+            FloatVector x1 = FloatVector.broadcast(R, a[aOff + aStride + r]);
+            FloatVector x2 = FloatVector.broadcast(R, a[aOff + 2 * aStride + r]);
+            FloatVector v;
+            v = FloatVector.fromArray(R, w, i);
+            p0 = v.fma(x0, p0);
+            q0 = v.fma(x1, q0);
+            u0 = v.fma(x2, u0);
+            v = FloatVector.fromArray(R, w, i + 16);
+            p1 = v.fma(x0, p1);
+            q1 = v.fma(x1, q1);
+            u1 = v.fma(x2, u1);
+            v = FloatVector.fromArray(R, w, i + 32);
+            p2 = v.fma(x0, p2);
+            q2 = v.fma(x1, q2);
+            u2 = v.fma(x2, u2);
+            v = FloatVector.fromArray(R, w, i + 48);
+            p3 = v.fma(x0, p3);
+            q3 = v.fma(x1, q3);
+            u3 = v.fma(x2, u3);
+        }
+        p0.intoArray(out, outOff);
+        p1.intoArray(out, outOff + 16);
+        p2.intoArray(out, outOff + 32);
+        p3.intoArray(out, outOff + 48);
+        q0.intoArray(out, outOff + 64);
+        q1.intoArray(out, outOff + 80);
+        q2.intoArray(out, outOff + 96);
+        q3.intoArray(out, outOff + 112);
+        u0.intoArray(out, outOff + 128);
+        u1.intoArray(out, outOff + 144);
+        u2.intoArray(out, outOff + 160);
+        u3.intoArray(out, outOff + 176);
     }
 
     private static void f32Two(float[] w, int base, int[] wRows, int[] aRows, int aFrom, int count, float[] a,
