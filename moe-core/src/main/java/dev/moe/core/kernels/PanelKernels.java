@@ -26,8 +26,14 @@ public interface PanelKernels {
      */
     default int prune(float[] v, int vOff, int n, float mode, float threshold, float[] out, int outOff,
                       float[] active) {
+        return pruneRange(v, vOff, 0, n, mode, threshold, out, outOff, active);
+    }
+
+    /** {@link #prune} of channels [from, to), one by one: the oracle, and the tail of a vector kernel. */
+    static int pruneRange(float[] v, int vOff, int from, int to, float mode, float threshold, float[] out, int outOff,
+                          float[] active) {
         int pruned = 0;
-        for (int i = 0; i < n; i++) {
+        for (int i = from; i < to; i++) {
             float c = v[vOff + i] - mode;
             if (Math.abs(c) <= threshold) {
                 out[outOff + i] = 0f;

@@ -101,17 +101,7 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector.fromArray(R, active, i).blend(1f, drop.not()).intoArray(active, i);
             pruned += drop.trueCount();
         }
-        for (; i < n; i++) { // tail
-            float c = v[vOff + i] - mode;
-            if (Math.abs(c) <= threshold) {
-                out[outOff + i] = 0f;
-                pruned++;
-            } else {
-                out[outOff + i] = c;
-                active[i] = 1f;
-            }
-        }
-        return pruned;
+        return pruned + PanelKernels.pruneRange(v, vOff, i, n, mode, threshold, out, outOff, active); // tail
     }
 
     @Override
