@@ -71,7 +71,7 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
      * Union density of active input channels below which the sparse path beats the dense one, measured with
      * {@code bin/moe bench kernel --sparsity 0,0.3,...,0.7} on the 2-core reference machine (Qwen3 expert, one token, 2
      * threads; README, "Measured"). On ROWS a sparse token reads whole rows and pays early: f32 1.18x the dense
-     * kernel at density 0.8, bf16 1.06x at 0.6 (0.96x at 0.7), int8 1.15x at 0.4 (0.95x at 0.5: widening bytes
+     * kernel at density 0.8, bf16 1.13x at 0.6 (0.99x at 0.7), int8 1.03x at 0.6 (0.96x at 0.7: widening bytes
      * costs more instructions per byte, so fewer weight lines are in flight). On PANELS an active row is a 64-weight
      * run scattered in a panel: f32 and bf16 pay only below about 0.35 (1.27x and 1.22x at 0.3), int8 not at 0.3.
      */
@@ -79,8 +79,8 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         if (layout == PanelMatrix.Layout.ROWS) {
             return switch (weights) {
                 case F32 -> 0.85;
-                case BF16 -> 0.6;
-                case INT8 -> 0.45;
+                case BF16 -> 0.65;
+                case INT8 -> 0.6;
             };
         }
         return switch (weights) {

@@ -43,7 +43,7 @@ class ExpertServerPropertiesTest {
         ExpertServerProperties sparse = new ExpertServerProperties(null, null, null, null, null, null, null,
                 WeightType.INT8, Path.of("/t.json"), null, null, null, null, null);
         assertThat(sparse.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
-        assertThat(sparse.sparseCrossover()).isEqualTo(0.45); // the INT8 rows default
+        assertThat(sparse.sparseCrossover()).isEqualTo(0.6); // the INT8 rows default
         ExpertServerProperties panels = new ExpertServerProperties(null, null, null, null, null, null, null,
                 WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.PANELS);
         assertThat(panels.layout()).isEqualTo(PanelMatrix.Layout.PANELS); // an explicit layout wins

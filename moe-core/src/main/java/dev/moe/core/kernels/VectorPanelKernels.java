@@ -605,6 +605,8 @@ public final class VectorPanelKernels implements PanelKernels {
     private static final boolean WIDE = L == 16;
     /** Rows per accumulator pass: each accumulator vector is loaded and stored once per 4 rows. */
     private static final int ROW_PASS = 4;
+    /** Rows per pass of a sparse single token on 16 lanes (see {@link #rowSpan}). */
+    private static final int SPARSE_PASS = 8;
     private static final VectorShuffle<Float> LOWS = halves(0);
     private static final VectorShuffle<Float> HIGHS = halves(L / 2);
 
@@ -612,8 +614,8 @@ public final class VectorPanelKernels implements PanelKernels {
     private static final ThreadLocal<RowPass> ROW_PASS_SCRATCH = ThreadLocal.withInitial(RowPass::new);
 
     private static final class RowPass {
-        final int[] base = new int[ROW_PASS];
-        final float[] x = new float[ROW_PASS];
+        final int[] base = new int[SPARSE_PASS];
+        final float[] x = new float[SPARSE_PASS];
         /** Batch: token t's activation of row j of the pass at {@code xt[t · ROW_PASS + j]}; grown on demand. */
         float[] xt = new float[0];
     }
@@ -665,6 +667,34 @@ public final class VectorPanelKernels implements PanelKernels {
      */
     private static void rowSpan(PanelMatrix m, int base, int stride, int[] rows, int from, int to, float[] a,
                                 float[] acc, int accOff, int columns, RowPass pass) {
+        if (WIDE && m.type != WeightType.F32 && to - from >= SPARSE_PASS && rows[to - 1] - rows[from] + 1 > to - from) {
+            // Sparse (the rows are not one run): eight rows per pass, one from each eighth. Each active row is a short
+            // run the prefetcher must pick up anew, so more rows in flight at once hide more of that latency (bf16 and
+            // int8, Qwen3 expert, 2 threads: 13-22% faster than four rows per pass at sparsity 0.5 and 0.7; sixteen
+            // rows measured no better; dense, four long streams stay faster).
+            int eighth = (to - from) / SPARSE_PASS;
+            for (int k = from; k < from + eighth; k++) {
+                for (int j = 0; j < SPARSE_PASS; j++) {
+                    int r = rows[k + j * eighth];
+                    pass.base[j] = base + r * stride;
+                    pass.x[j] = a[r];
+                }
+                if (m.type == WeightType.BF16) {
+                    bf16Rows8(m.bf16, pass.base, pass.x, acc, accOff, columns);
+                } else {
+                    i8Rows8(m.i8, m.scales, pass.base, pass.x, acc, accOff, columns);
+                }
+            }
+            for (int k = from + SPARSE_PASS * eighth; k < to; k++) { // tail
+                int r = rows[k];
+                if (m.type == WeightType.BF16) {
+                    bf16Rows1(m.bf16, base + r * stride, a[r], acc, accOff, columns);
+                } else {
+                    i8Rows1(m.i8, m.scales, base + r * stride, a[r], acc, accOff, columns);
+                }
+            }
+            return;
+        }
         int quarter = (to - from) / ROW_PASS;
         for (int k = from; k < from + quarter; k++) {
             for (int j = 0; j < ROW_PASS; j++) {
@@ -740,6 +770,58 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
+    /** {@link #bf16Rows4} on eight rows (the sparse pass). */
+    private static void bf16Rows8(int[] w, int[] base, float[] xs, float[] acc, int accOff, int columns) {
+        int b0 = base[0] >>> 1;
+        FloatVector x0 = FloatVector.broadcast(R, xs[0]);
+        int b1 = base[1] >>> 1;
+        FloatVector x1 = FloatVector.broadcast(R, xs[1]);
+        int b2 = base[2] >>> 1;
+        FloatVector x2 = FloatVector.broadcast(R, xs[2]);
+        int b3 = base[3] >>> 1;
+        FloatVector x3 = FloatVector.broadcast(R, xs[3]);
+        int b4 = base[4] >>> 1;
+        FloatVector x4 = FloatVector.broadcast(R, xs[4]);
+        int b5 = base[5] >>> 1;
+        FloatVector x5 = FloatVector.broadcast(R, xs[5]);
+        int b6 = base[6] >>> 1;
+        FloatVector x6 = FloatVector.broadcast(R, xs[6]);
+        int b7 = base[7] >>> 1;
+        FloatVector x7 = FloatVector.broadcast(R, xs[7]);
+        for (int c = 0; c < columns; c += 2 * L) {
+            int o = accOff + c;
+            int i = c >>> 1;
+            FloatVector lo = FloatVector.fromArray(R, acc, o), hi = FloatVector.fromArray(R, acc, o + L);
+            IntVector v;
+            v = IntVector.fromArray(RI, w, b0 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x0, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x0, hi);
+            v = IntVector.fromArray(RI, w, b1 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x1, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x1, hi);
+            v = IntVector.fromArray(RI, w, b2 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x2, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x2, hi);
+            v = IntVector.fromArray(RI, w, b3 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x3, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x3, hi);
+            v = IntVector.fromArray(RI, w, b4 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x4, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x4, hi);
+            v = IntVector.fromArray(RI, w, b5 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x5, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x5, hi);
+            v = IntVector.fromArray(RI, w, b6 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x6, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x6, hi);
+            v = IntVector.fromArray(RI, w, b7 + i);
+            lo = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x7, lo);
+            hi = v.and(0xFFFF0000).reinterpretAsFloats().fma(x7, hi);
+            lo.intoArray(acc, o);
+            hi.intoArray(acc, o + L);
+        }
+    }
+
     private static void bf16Rows1(int[] w, int base, float xs, float[] acc, int accOff, int columns) {
         int b = base >>> 1;
         FloatVector x = FloatVector.broadcast(R, xs);
@@ -771,6 +853,50 @@ public final class VectorPanelKernels implements PanelKernels {
                 s = ((FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0)).fma(x1, s);
                 s = ((FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0)).fma(x2, s);
                 s = ((FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0)).fma(x3, s);
+                s.intoArray(acc, o);
+            }
+        }
+    }
+
+    /** {@link #i8Rows4} on eight rows (the sparse pass). */
+    private static void i8Rows8(byte[] w, float[] scales, int[] base, float[] xs, float[] acc, int accOff,
+                                int columns) {
+        int b0 = base[0];
+        float a0 = xs[0];
+        int b1 = base[1];
+        float a1 = xs[1];
+        int b2 = base[2];
+        float a2 = xs[2];
+        int b3 = base[3];
+        float a3 = xs[3];
+        int b4 = base[4];
+        float a4 = xs[4];
+        int b5 = base[5];
+        float a5 = xs[5];
+        int b6 = base[6];
+        float a6 = xs[6];
+        int b7 = base[7];
+        float a7 = xs[7];
+        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+            FloatVector x0 = FloatVector.broadcast(R, a0 * scales[(b0 + c) >>> 5]);
+            FloatVector x1 = FloatVector.broadcast(R, a1 * scales[(b1 + c) >>> 5]);
+            FloatVector x2 = FloatVector.broadcast(R, a2 * scales[(b2 + c) >>> 5]);
+            FloatVector x3 = FloatVector.broadcast(R, a3 * scales[(b3 + c) >>> 5]);
+            FloatVector x4 = FloatVector.broadcast(R, a4 * scales[(b4 + c) >>> 5]);
+            FloatVector x5 = FloatVector.broadcast(R, a5 * scales[(b5 + c) >>> 5]);
+            FloatVector x6 = FloatVector.broadcast(R, a6 * scales[(b6 + c) >>> 5]);
+            FloatVector x7 = FloatVector.broadcast(R, a7 * scales[(b7 + c) >>> 5]);
+            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
+                int o = accOff + v;
+                FloatVector s = FloatVector.fromArray(R, acc, o);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b0 + v).convertShape(B2F, R, 0)).fma(x0, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0)).fma(x1, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0)).fma(x2, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0)).fma(x3, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b4 + v).convertShape(B2F, R, 0)).fma(x4, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b5 + v).convertShape(B2F, R, 0)).fma(x5, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b6 + v).convertShape(B2F, R, 0)).fma(x6, s);
+                s = ((FloatVector) ByteVector.fromArray(RB, w, b7 + v).convertShape(B2F, R, 0)).fma(x7, s);
                 s.intoArray(acc, o);
             }
         }
