@@ -25,8 +25,8 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  * @param metrics     metrics settings
  * @param layout      how expert weights are laid out: PANELS (64-output panels) or ROWS (each input channel's output
  *                    row contiguous, so a pruned channel skips one contiguous run). Default: ROWS with a thresholds
- *                    file (sparse decode reads whole rows), PANELS without (dense, ROWS runs at about 0.9x of
- *                    PANELS for bf16 and int8 at 1-4 tokens per expert)
+ *                    file (sparse decode reads whole rows), PANELS without (dense, ROWS runs at about 0.9-1.0x of
+ *                    PANELS for bf16 and 0.8-0.9x for int8 at 1-4 tokens per expert)
  */
 @ConfigurationProperties("moe.expert")
 public record ExpertServerProperties(Path model, String serverId, Integer serverIndex, Integer numServers,
