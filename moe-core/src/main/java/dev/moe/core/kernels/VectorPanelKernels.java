@@ -23,7 +23,8 @@ import jdk.incubator.vector.VectorSpecies;
  *       four tokens at a time (512-bit) or two (256-bit) then share, each weight load feeding every token of the
  *       group.</li>
  *   <li>Whole rows ({@link #accumulateRows}, ROWS layout): full output rows accumulated into an L1 array, four rows
- *       per pass taken one from each quarter of the active rows (four long streams when dense).</li>
+ *       per pass taken one from each quarter of the active rows (four long streams when dense; a sparse token takes
+ *       eight, one from each eighth).</li>
  * </ul>
  * Chunks are addressed as panel base + row · {@link PanelMatrix#rowStride()}, so every kernel runs on both layouts.
  *
