@@ -662,61 +662,50 @@ public final class VectorPanelKernels implements PanelKernels {
 
     /**
      * {@code acc[accOff + c] += Σ_k a[rows[k]] · w[base + rows[k]·stride + c]} for c in [0, columns). Each accumulator
-     * pass takes one row from each quarter of the rows, so the thread reads four long streams (on a dense pass each
-     * quarter is one contiguous run) rather than four short rows side by side; the last (to − from) mod 4 rows go one
-     * by one.
+     * pass takes one row from each quarter of the rows (each eighth when sparse), so the thread reads several long
+     * streams (on a dense pass each quarter is one contiguous run) rather than short rows side by side; the rows left
+     * over after the last full pass go one by one.
      */
     private static void rowSpan(PanelMatrix m, int base, int stride, int[] rows, int from, int to, float[] a,
                                 float[] acc, int accOff, int columns, RowPass pass) {
-        if (WIDE && m.type != WeightType.F32 && to - from >= SPARSE_PASS && rows[to - 1] - rows[from] + 1 > to - from) {
-            // Sparse (the rows are not one run): eight rows per pass, one from each eighth. Each active row is a short
-            // run the prefetcher must pick up anew, so more rows in flight at once hide more of that latency (bf16 and
-            // int8, Qwen3 expert, 2 threads: 13-22% faster than four rows per pass at sparsity 0.5 and 0.7; sixteen
-            // rows measured no better; dense, four long streams stay faster).
-            int eighth = (to - from) / SPARSE_PASS;
-            for (int k = from; k < from + eighth; k++) {
-                for (int j = 0; j < SPARSE_PASS; j++) {
-                    int r = rows[k + j * eighth];
-                    pass.base[j] = base + r * stride;
-                    pass.x[j] = a[r];
-                }
-                if (m.type == WeightType.BF16) {
-                    bf16Rows8(m.bf16, pass.base, pass.x, acc, accOff, columns);
-                } else {
-                    i8Rows8(m.i8, m.scales, pass.base, pass.x, acc, accOff, columns);
-                }
-            }
-            for (int k = from + SPARSE_PASS * eighth; k < to; k++) { // tail
-                int r = rows[k];
-                if (m.type == WeightType.BF16) {
-                    bf16Rows1(m.bf16, base + r * stride, a[r], acc, accOff, columns);
-                } else {
-                    i8Rows1(m.i8, m.scales, base + r * stride, a[r], acc, accOff, columns);
-                }
-            }
-            return;
-        }
-        int quarter = (to - from) / ROW_PASS;
-        for (int k = from; k < from + quarter; k++) {
-            for (int j = 0; j < ROW_PASS; j++) {
-                int r = rows[k + j * quarter];
+        // Sparse (the rows are not one run): eight rows per pass, one from each eighth. Each active row is a short
+        // run the prefetcher must pick up anew, so more rows in flight at once hide more of that latency (bf16 and
+        // int8, Qwen3 expert, 2 threads: 13-22% faster than four rows per pass at sparsity 0.5 and 0.7; sixteen rows
+        // measured no better; dense, four long streams stay faster).
+        boolean sparse = WIDE && m.type != WeightType.F32 && to - from >= SPARSE_PASS
+                && rows[to - 1] - rows[from] + 1 > to - from;
+        int perPass = sparse ? SPARSE_PASS : ROW_PASS;
+        int part = (to - from) / perPass;
+        for (int k = from; k < from + part; k++) {
+            for (int j = 0; j < perPass; j++) {
+                int r = rows[k + j * part];
                 pass.base[j] = base + r * stride;
                 pass.x[j] = a[r];
             }
             switch (m.type) {
                 case F32 -> f32Rows4(m.f32, pass.base, pass.x, acc, accOff, columns);
-                case BF16 -> bf16Rows4(m.bf16, pass.base, pass.x, acc, accOff, columns);
-                case INT8 -> i8Rows4(m.i8, m.scales, pass.base, pass.x, acc, accOff, columns);
+                case BF16 -> {
+                    if (sparse) {
+                        bf16Rows8(m.bf16, pass.base, pass.x, acc, accOff, columns);
+                    } else {
+                        bf16Rows4(m.bf16, pass.base, pass.x, acc, accOff, columns);
+                    }
+                }
+                case INT8 -> {
+                    if (sparse) {
+                        i8Rows8(m.i8, m.scales, pass.base, pass.x, acc, accOff, columns);
+                    } else {
+                        i8Rows4(m.i8, m.scales, pass.base, pass.x, acc, accOff, columns);
+                    }
+                }
             }
         }
-        for (int k = from + ROW_PASS * quarter; k < to; k++) { // tail
+        for (int k = from + perPass * part; k < to; k++) { // tail
             int r = rows[k];
-            pass.base[0] = base + r * stride;
-            pass.x[0] = a[r];
             switch (m.type) {
-                case F32 -> f32Rows1(m.f32, pass.base[0], pass.x[0], acc, accOff, columns);
-                case BF16 -> bf16Rows1(m.bf16, pass.base[0], pass.x[0], acc, accOff, columns);
-                case INT8 -> i8Rows1(m.i8, m.scales, pass.base[0], pass.x[0], acc, accOff, columns);
+                case F32 -> f32Rows1(m.f32, base + r * stride, a[r], acc, accOff, columns);
+                case BF16 -> bf16Rows1(m.bf16, base + r * stride, a[r], acc, accOff, columns);
+                case INT8 -> i8Rows1(m.i8, m.scales, base + r * stride, a[r], acc, accOff, columns);
             }
         }
     }
