@@ -18,7 +18,7 @@ class PanelKernelsTest {
             for (WeightType type : WeightType.values()) {
                 for (int inputs : new int[] {1, 7, 33, 130}) {
                     for (int outputs : new int[] {1, 63, 64, 65, 200}) {
-                        for (int tokens : new int[] {1, 2, 3, 8, 17, 64}) {
+                        for (int tokens : new int[] {1, 2, 3, 6, 8, 17, 64}) {
                             for (String mask : new String[] {"all", "none", "half"}) {
                                 if ((inputs * 7 + outputs * 3 + tokens) % 4 == 0 || tokens == 1
                                         || mask.equals("none")) {
