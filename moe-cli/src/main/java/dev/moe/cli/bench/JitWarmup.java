@@ -22,12 +22,18 @@ final class JitWarmup {
     private JitWarmup() {
     }
 
+    /**
+     * Batches that reach every kernel: one token, and groups of four tokens, full and partial. A kernel first reached
+     * after its caller was compiled costs a deoptimization in the middle of a measurement.
+     */
+    private static final int[] BATCHES = {1, 2, 3, 4, 5, 8};
+
     static void run(List<WeightType> types, List<PanelMatrix.Layout> layouts, Collection<KernelPool> pools,
                     double seconds, PrintStream err) {
         long start = System.nanoTime();
         int hidden = 256;
         int inter = 192;
-        float[] x = Synth.gaussian(4 * hidden, 99);
+        float[] x = Synth.gaussian(BATCHES[BATCHES.length - 1] * hidden, 99);
         float tx = Synth.thresholdForFraction(x, 0, x.length, 0.5);
         SparsityThresholds th = new SparsityThresholds(tx, 0f, 0.05f, 0f);
         long perPart = (long) (seconds * 1e9 / Math.max(1, types.size() * layouts.size() * pools.size()));
@@ -42,7 +48,7 @@ final class JitWarmup {
                     ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, pool, 1.0);
                     long partStart = System.nanoTime();
                     while (System.nanoTime() - partStart < perPart) {
-                        for (int b = 1; b <= 4; b++) {
+                        for (int b : BATCHES) {
                             float[] y = new float[b * hidden];
                             ffn.run(List.of(new ExpertFfn.Work(experts[0], x, b, null, y)));
                             ffn.run(List.of(new ExpertFfn.Work(experts[0], x, b, th, y)));
