@@ -83,7 +83,7 @@ public interface PanelKernels {
      * {@code acc[t·width + c] += Σ_{k in [from, to)} a[t·aStride + rows[k]] · W[c][rows[k]]} for t in
      * [0, numTokens), c in [0, width = numPanels · WIDTH): {@link #accumulateRows(PanelMatrix, int[], int, int,
      * float[], float[])} for a small batch, each weight row read once for all the tokens. Callers keep numTokens
-     * small (the accumulators are {@code numTokens · width} floats; {@link ExpertFfn} sends at most 8 tokens).
+     * small (the accumulators are {@code numTokens · width} floats; {@link ExpertFfn} sends at most 16 tokens).
      *
      * @param a   activations, token t's channel r at {@code t·aStride + r}
      * @param acc {@code [numTokens, numPanels · WIDTH]} in column order, accumulated into

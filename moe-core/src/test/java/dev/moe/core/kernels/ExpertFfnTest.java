@@ -151,15 +151,16 @@ class ExpertFfnTest {
     }
 
     /**
-     * Whole rows (ROWS, 1..8 tokens, sparse; 9 take the panel loop) against the panel path on the same stored weights, for pools that split the
-     * active rows unevenly or not at all, and for inputs where every channel is pruned.
+     * Whole rows (ROWS, 1..16 tokens, sparse; 17 take the panel loop) against the panel path on the same stored
+     * weights, for pools that split the active rows unevenly or not at all, and for inputs where every channel is
+     * pruned.
      */
     @ParameterizedTest(name = "{0} threads={1} threshold={2} tokens={3}")
     @CsvSource({"F32,1,0.5,1", "BF16,1,0.5,1", "INT8,1,0.5,1", "F32,3,0.5,1", "BF16,3,0.5,1", "INT8,3,0.5,1",
             "BF16,2,100,1", "INT8,3,100,1", "BF16,5,1.5,1",
             "F32,1,0.5,2", "BF16,3,0.5,2", "INT8,2,0.5,3", "F32,3,0.5,4", "BF16,2,0.5,4", "INT8,3,0.5,4",
             "BF16,2,100,3", "INT8,3,100,2", "BF16,5,1.5,4", "F32,2,0.5,5", "BF16,3,0.5,6", "INT8,2,0.5,7",
-            "BF16,2,0.5,8", "INT8,3,0,8", "F32,3,0.5,9"})
+            "BF16,2,0.5,8", "INT8,3,0,8", "F32,3,0.5,9", "BF16,2,0.5,13", "INT8,2,0.5,16", "BF16,3,0.5,17"})
     void wholeRowsMatchThePanelPath(WeightType type, int threads, float threshold, int tokens) {
         int hidden = 130;
         int inter = 77;

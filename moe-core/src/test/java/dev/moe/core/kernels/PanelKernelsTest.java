@@ -206,7 +206,7 @@ class PanelKernelsTest {
             for (WeightType type : WeightType.values()) {
                 for (int inputs : new int[] {1, 3, 5, 8, 33, 130}) {
                     for (int outputs : new int[] {1, 63, 65, 200, 1536}) {
-                        for (int tokens : new int[] {1, 2, 3, 4, 5, 6, 7, 8}) {
+                        for (int tokens : new int[] {1, 2, 3, 4, 5, 6, 7, 8, 16}) {
                             for (String mask : new String[] {"all", "none", "half"}) {
                                 if (!mask.equals("none") || tokens == 2) {
                                     b.add(Arguments.of(layout, type, inputs, outputs, tokens, mask));
