@@ -691,6 +691,8 @@ public final class VectorPanelKernels implements PanelKernels {
     private static final int ROW_PASS = 4;
     /** Rows per pass of a sparse single token on 16 lanes (see {@link #rowSpan}). */
     private static final int SPARSE_PASS = 8;
+    /** Most rows per pass of a batch (see {@link #rowSpanBatch}): eight on 16 lanes, four on 8. */
+    private static final int BATCH_PASS = WIDE ? 2 * ROW_PASS : ROW_PASS;
     private static final VectorShuffle<Float> LOWS = halves(0);
     private static final VectorShuffle<Float> HIGHS = halves(L / 2);
 
@@ -700,8 +702,11 @@ public final class VectorPanelKernels implements PanelKernels {
     private static final class RowPass {
         final int[] base = new int[SPARSE_PASS];
         final float[] x = new float[SPARSE_PASS];
-        /** Batch: token t's activation of row j of the pass at {@code xt[t · ROW_PASS + j]}; grown on demand. */
+        /** Batch: token t's activation of row j of the pass at {@code xt[t · rows per pass + j]}; grown on demand. */
         float[] xt = new float[0];
+        /** One half of a batch pass for the tokens left over after the groups of four (rows, then activations). */
+        final int[] half = new int[ROW_PASS];
+        float[] xtHalf = new float[0];
     }
 
     static {
@@ -986,15 +991,15 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
-    // ---- Whole rows, a small batch (accumulateRows with numTokens): four rows per pass (a tail of fewer rows is
-    // padded with zero activations on the last real row's weights), run through a four-token kernel per group of four
-    // tokens (512-bit: its 16 activations stay in registers), a two-token kernel per pair, then the single-token kernel
-    // for an odd one, all on the same four rows: each weight is loaded from memory once for the whole batch and widened
-    // once per group (the later groups find the four rows in L1). Measured (Qwen3 expert, 2 threads): the four-token
-    // kernel against two pairs, bf16 batch 8 0.63 -> 0.52 ms, int8 batch 4 0.38 -> 0.31 ms; a generic kernel with an
-    // inner loop over the tokens was 1.5-2x slower than pairs, and so was a four-token kernel with an inner loop over
-    // the rows. Whole rows still run a batch at about half the speed of PANELS (tokensByFour): the accumulators of
-    // the full output width live in L1 and are loaded and stored per pass of four rows.
+    // ---- Whole rows, a small batch (accumulateRows with numTokens): eight rows per pass on 512-bit, four on 256 (a
+    // tail of fewer rows is padded with zero activations on the last real row's weights), run through a four-token
+    // kernel per group of four tokens (512-bit), then, four rows at a time, a two-token kernel per pair and the
+    // single-token kernel for an odd one, all on the same rows: each weight is loaded from memory once for the whole
+    // batch and widened once per group (the later groups find the rows in L1). Measured (Qwen3 expert, 2 threads): a
+    // four-token kernel against two pairs, bf16 batch 8 0.63 -> 0.52 ms, int8 batch 4 0.38 -> 0.31 ms, and eight rows
+    // against four another 15-20%; a generic kernel with an inner loop over the tokens was 1.5-2x slower than pairs.
+    // Whole rows still run a batch slower than PANELS (tokensByFour): the accumulators of the full output width live
+    // in L1 and are loaded and stored per pass.
 
     @Override
     public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, int aStride, int numTokens,
@@ -1014,8 +1019,9 @@ public final class VectorPanelKernels implements PanelKernels {
             }
         }
         RowPass pass = ROW_PASS_SCRATCH.get();
-        if (pass.xt.length < numTokens * ROW_PASS) {
-            pass.xt = new float[numTokens * ROW_PASS];
+        if (pass.xt.length < numTokens * BATCH_PASS) {
+            pass.xt = new float[numTokens * BATCH_PASS];
+            pass.xtHalf = new float[numTokens * ROW_PASS];
         }
         if (m.layout == PanelMatrix.Layout.ROWS) {
             rowSpanBatch(m, 0, rows, from, to, a, aStride, numTokens, acc, 0, width, width, pass);
@@ -1034,54 +1040,82 @@ public final class VectorPanelKernels implements PanelKernels {
 
     /**
      * {@code acc[t·tokenStride + accOff + c] += Σ_k a[t·aStride + rows[k]] · w[base + rows[k]·stride + c]} for c in
-     * [0, columns), four rows per pass, one from each quarter of the rows (the tail pass padded with zero activations).
+     * [0, columns), eight rows per pass (four below four tokens or on 256-bit vectors), one from each part of the
+     * rows (the tail pass padded with zero activations).
      */
     private static void rowSpanBatch(PanelMatrix m, int base, int[] rows, int from, int to, float[] a, int aStride,
                                      int numTokens, float[] acc, int accOff, int columns, int tokenStride,
                                      RowPass pass) {
         int stride = m.rowStride();
         float[] xt = pass.xt;
-        int quarter = (to - from) / ROW_PASS; // as rowSpan: one row from each quarter per pass, then a padded tail
-        int tail = from + ROW_PASS * quarter;
-        int passes = quarter + (tail < to ? 1 : 0);
+        // Eight rows per pass where a group of four tokens uses them; two or three tokens keep four (measured faster)
+        int perPass = WIDE && numTokens >= 4 ? 2 * ROW_PASS : ROW_PASS;
+        int part = (to - from) / perPass; // as rowSpan: one row from each part per pass, then a padded tail
+        int tail = from + perPass * part;
+        int passes = part + (tail < to ? 1 : 0);
         for (int i = 0; i < passes; i++) {
-            for (int j = 0; j < ROW_PASS; j++) {
-                int k = i < quarter ? from + i + j * quarter : tail + j;
+            for (int j = 0; j < perPass; j++) {
+                int k = i < part ? from + i + j * part : tail + j;
                 boolean real = k < to;
                 int r = rows[real ? k : to - 1];
                 pass.base[j] = base + r * stride;
                 for (int t = 0; t < numTokens; t++) {
-                    xt[t * ROW_PASS + j] = real ? a[t * aStride + r] : 0f;
+                    xt[t * perPass + j] = real ? a[t * aStride + r] : 0f;
                 }
             }
             int t = 0;
-            if (WIDE) {
+            if (perPass == 2 * ROW_PASS) {
                 for (; t + 4 <= numTokens; t += 4) {
                     int o = accOff + t * tokenStride;
                     switch (m.type) {
-                        case F32 -> f32RowsT4(m.f32, pass.base, xt, t * ROW_PASS, acc, o, columns, tokenStride);
-                        case BF16 -> bf16RowsT4(m.bf16, pass.base, xt, t * ROW_PASS, acc, o, columns, tokenStride);
-                        case INT8 -> i8RowsT4(m.i8, m.scales, pass.base, xt, t * ROW_PASS, acc, o, columns,
+                        case F32 -> f32Rows8T4(m.f32, pass.base, xt, t * perPass, acc, o, columns, tokenStride);
+                        case BF16 -> bf16Rows8T4(m.bf16, pass.base, xt, t * perPass, acc, o, columns, tokenStride);
+                        case INT8 -> i8Rows8T4(m.i8, m.scales, pass.base, xt, t * perPass, acc, o, columns,
                                 tokenStride);
                     }
                 }
             }
-            for (; t + 2 <= numTokens; t += 2) {
-                int o = accOff + t * tokenStride;
-                switch (m.type) {
-                    case F32 -> f32RowsT2(m.f32, pass.base, xt, t * ROW_PASS, acc, o, columns, tokenStride);
-                    case BF16 -> bf16RowsT2(m.bf16, pass.base, xt, t * ROW_PASS, acc, o, columns, tokenStride);
-                    case INT8 -> i8RowsT2(m.i8, m.scales, pass.base, xt, t * ROW_PASS, acc, o, columns, tokenStride);
-                }
+            if (perPass == ROW_PASS) {
+                rowPassRest(m, pass.base, xt, t * ROW_PASS, numTokens - t, pass.x, acc, accOff + t * tokenStride,
+                        columns, tokenStride);
+                continue;
             }
-            if (t < numTokens) { // the odd token: the single-token kernel on the same (L1-resident) rows
-                System.arraycopy(xt, t * ROW_PASS, pass.x, 0, ROW_PASS);
-                int o = accOff + t * tokenStride;
-                switch (m.type) {
-                    case F32 -> f32Rows4(m.f32, pass.base, pass.x, acc, o, columns);
-                    case BF16 -> bf16Rows4(m.bf16, pass.base, pass.x, acc, o, columns);
-                    case INT8 -> i8Rows4(m.i8, m.scales, pass.base, pass.x, acc, o, columns);
+            // The tokens left over: four rows of the pass at a time (found in L1 after the groups of four)
+            for (int h = 0; h < perPass && t < numTokens; h += ROW_PASS) {
+                int rest = numTokens - t;
+                System.arraycopy(pass.base, h, pass.half, 0, ROW_PASS);
+                for (int u = 0; u < rest; u++) {
+                    System.arraycopy(xt, (t + u) * perPass + h, pass.xtHalf, u * ROW_PASS, ROW_PASS);
                 }
+                rowPassRest(m, pass.half, pass.xtHalf, 0, rest, pass.x, acc, accOff + t * tokenStride, columns,
+                        tokenStride);
+            }
+        }
+    }
+
+    /**
+     * {@code rest} tokens on four rows ({@code base}, token u's activations at {@code xt[xOff + u · ROW_PASS + j]}):
+     * a two-token kernel per pair, then the single-token kernel for an odd one ({@code x}: four floats of scratch).
+     */
+    private static void rowPassRest(PanelMatrix m, int[] base, float[] xt, int xOff, int rest, float[] x, float[] acc,
+                                    int accOff, int columns, int tokenStride) {
+        int u = 0;
+        for (; u + 2 <= rest; u += 2) {
+            int o = accOff + u * tokenStride;
+            int xo = xOff + u * ROW_PASS;
+            switch (m.type) {
+                case F32 -> f32RowsT2(m.f32, base, xt, xo, acc, o, columns, tokenStride);
+                case BF16 -> bf16RowsT2(m.bf16, base, xt, xo, acc, o, columns, tokenStride);
+                case INT8 -> i8RowsT2(m.i8, m.scales, base, xt, xo, acc, o, columns, tokenStride);
+            }
+        }
+        if (u < rest) {
+            System.arraycopy(xt, xOff + u * ROW_PASS, x, 0, ROW_PASS);
+            int o = accOff + u * tokenStride;
+            switch (m.type) {
+                case F32 -> f32Rows4(m.f32, base, x, acc, o, columns);
+                case BF16 -> bf16Rows4(m.bf16, base, x, acc, o, columns);
+                case INT8 -> i8Rows4(m.i8, m.scales, base, x, acc, o, columns);
             }
         }
     }
@@ -1091,54 +1125,62 @@ public final class VectorPanelKernels implements PanelKernels {
     // pass's four rows, each row's weights loaded and widened once for all of them.
 
     /**
-     * Four tokens on the pass's four rows (512-bit): the sixteen activations stay in registers for the whole row, each
-     * weight load (widened once) feeds the four tokens' accumulators. int8 scales the widened codes by their block's
-     * scale instead of the activations (one multiply per vector, not four).
+     * Four tokens on the pass's eight rows (512-bit): per column step, the four tokens' accumulators are loaded and
+     * stored once for 32 FMAs per vector of columns; each weight load (widened once) feeds the four tokens. The
+     * activations are broadcast from {@code xt} as they are used (32 would not fit in registers). int8 scales the
+     * widened codes by their block's scale (one multiply per vector, not four). Eight rows rather than four halve the
+     * accumulator traffic: bf16 batch 4 0.33 -> 0.26 ms, 8 0.49 -> 0.41 ms (Qwen3 expert, 2 threads); sixteen rows
+     * made the kernel too large for C2 (100x slower).
      */
-    private static void f32RowsT4(float[] w, int[] base, float[] xt, int xOff, float[] acc, int accOff, int columns,
-                                  int tokenStride) {
+    private static void f32Rows8T4(float[] w, int[] base, float[] xt, int xOff, float[] acc, int accOff, int columns,
+                                   int tokenStride) {
         int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
-        FloatVector x00 = FloatVector.broadcast(R, xt[xOff + 0]);
-        FloatVector x01 = FloatVector.broadcast(R, xt[xOff + 1]);
-        FloatVector x02 = FloatVector.broadcast(R, xt[xOff + 2]);
-        FloatVector x03 = FloatVector.broadcast(R, xt[xOff + 3]);
-        FloatVector x10 = FloatVector.broadcast(R, xt[xOff + 4]);
-        FloatVector x11 = FloatVector.broadcast(R, xt[xOff + 5]);
-        FloatVector x12 = FloatVector.broadcast(R, xt[xOff + 6]);
-        FloatVector x13 = FloatVector.broadcast(R, xt[xOff + 7]);
-        FloatVector x20 = FloatVector.broadcast(R, xt[xOff + 8]);
-        FloatVector x21 = FloatVector.broadcast(R, xt[xOff + 9]);
-        FloatVector x22 = FloatVector.broadcast(R, xt[xOff + 10]);
-        FloatVector x23 = FloatVector.broadcast(R, xt[xOff + 11]);
-        FloatVector x30 = FloatVector.broadcast(R, xt[xOff + 12]);
-        FloatVector x31 = FloatVector.broadcast(R, xt[xOff + 13]);
-        FloatVector x32 = FloatVector.broadcast(R, xt[xOff + 14]);
-        FloatVector x33 = FloatVector.broadcast(R, xt[xOff + 15]);
+        int b4 = base[4], b5 = base[5], b6 = base[6], b7 = base[7];
         for (int c = 0; c < columns; c += L) {
             int o0 = accOff + c, o1 = o0 + tokenStride, o2 = o1 + tokenStride, o3 = o2 + tokenStride;
             FloatVector s0 = FloatVector.fromArray(R, acc, o0), s1 = FloatVector.fromArray(R, acc, o1);
             FloatVector s2 = FloatVector.fromArray(R, acc, o2), s3 = FloatVector.fromArray(R, acc, o3);
             FloatVector v;
             v = FloatVector.fromArray(R, w, b0 + c);
-            s0 = v.fma(x00, s0);
-            s1 = v.fma(x10, s1);
-            s2 = v.fma(x20, s2);
-            s3 = v.fma(x30, s3);
+            s0 = v.fma(FloatVector.broadcast(R, xt[xOff + 0]), s0);
+            s1 = v.fma(FloatVector.broadcast(R, xt[xOff + 8]), s1);
+            s2 = v.fma(FloatVector.broadcast(R, xt[xOff + 16]), s2);
+            s3 = v.fma(FloatVector.broadcast(R, xt[xOff + 24]), s3);
             v = FloatVector.fromArray(R, w, b1 + c);
-            s0 = v.fma(x01, s0);
-            s1 = v.fma(x11, s1);
-            s2 = v.fma(x21, s2);
-            s3 = v.fma(x31, s3);
+            s0 = v.fma(FloatVector.broadcast(R, xt[xOff + 1]), s0);
+            s1 = v.fma(FloatVector.broadcast(R, xt[xOff + 9]), s1);
+            s2 = v.fma(FloatVector.broadcast(R, xt[xOff + 17]), s2);
+            s3 = v.fma(FloatVector.broadcast(R, xt[xOff + 25]), s3);
             v = FloatVector.fromArray(R, w, b2 + c);
-            s0 = v.fma(x02, s0);
-            s1 = v.fma(x12, s1);
-            s2 = v.fma(x22, s2);
-            s3 = v.fma(x32, s3);
+            s0 = v.fma(FloatVector.broadcast(R, xt[xOff + 2]), s0);
+            s1 = v.fma(FloatVector.broadcast(R, xt[xOff + 10]), s1);
+            s2 = v.fma(FloatVector.broadcast(R, xt[xOff + 18]), s2);
+            s3 = v.fma(FloatVector.broadcast(R, xt[xOff + 26]), s3);
             v = FloatVector.fromArray(R, w, b3 + c);
-            s0 = v.fma(x03, s0);
-            s1 = v.fma(x13, s1);
-            s2 = v.fma(x23, s2);
-            s3 = v.fma(x33, s3);
+            s0 = v.fma(FloatVector.broadcast(R, xt[xOff + 3]), s0);
+            s1 = v.fma(FloatVector.broadcast(R, xt[xOff + 11]), s1);
+            s2 = v.fma(FloatVector.broadcast(R, xt[xOff + 19]), s2);
+            s3 = v.fma(FloatVector.broadcast(R, xt[xOff + 27]), s3);
+            v = FloatVector.fromArray(R, w, b4 + c);
+            s0 = v.fma(FloatVector.broadcast(R, xt[xOff + 4]), s0);
+            s1 = v.fma(FloatVector.broadcast(R, xt[xOff + 12]), s1);
+            s2 = v.fma(FloatVector.broadcast(R, xt[xOff + 20]), s2);
+            s3 = v.fma(FloatVector.broadcast(R, xt[xOff + 28]), s3);
+            v = FloatVector.fromArray(R, w, b5 + c);
+            s0 = v.fma(FloatVector.broadcast(R, xt[xOff + 5]), s0);
+            s1 = v.fma(FloatVector.broadcast(R, xt[xOff + 13]), s1);
+            s2 = v.fma(FloatVector.broadcast(R, xt[xOff + 21]), s2);
+            s3 = v.fma(FloatVector.broadcast(R, xt[xOff + 29]), s3);
+            v = FloatVector.fromArray(R, w, b6 + c);
+            s0 = v.fma(FloatVector.broadcast(R, xt[xOff + 6]), s0);
+            s1 = v.fma(FloatVector.broadcast(R, xt[xOff + 14]), s1);
+            s2 = v.fma(FloatVector.broadcast(R, xt[xOff + 22]), s2);
+            s3 = v.fma(FloatVector.broadcast(R, xt[xOff + 30]), s3);
+            v = FloatVector.fromArray(R, w, b7 + c);
+            s0 = v.fma(FloatVector.broadcast(R, xt[xOff + 7]), s0);
+            s1 = v.fma(FloatVector.broadcast(R, xt[xOff + 15]), s1);
+            s2 = v.fma(FloatVector.broadcast(R, xt[xOff + 23]), s2);
+            s3 = v.fma(FloatVector.broadcast(R, xt[xOff + 31]), s3);
             s0.intoArray(acc, o0);
             s1.intoArray(acc, o1);
             s2.intoArray(acc, o2);
@@ -1146,25 +1188,10 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
-    private static void bf16RowsT4(int[] w, int[] base, float[] xt, int xOff, float[] acc, int accOff, int columns,
-                                   int tokenStride) {
+    private static void bf16Rows8T4(int[] w, int[] base, float[] xt, int xOff, float[] acc, int accOff, int columns,
+                                    int tokenStride) {
         int b0 = base[0] >>> 1, b1 = base[1] >>> 1, b2 = base[2] >>> 1, b3 = base[3] >>> 1;
-        FloatVector x00 = FloatVector.broadcast(R, xt[xOff + 0]);
-        FloatVector x01 = FloatVector.broadcast(R, xt[xOff + 1]);
-        FloatVector x02 = FloatVector.broadcast(R, xt[xOff + 2]);
-        FloatVector x03 = FloatVector.broadcast(R, xt[xOff + 3]);
-        FloatVector x10 = FloatVector.broadcast(R, xt[xOff + 4]);
-        FloatVector x11 = FloatVector.broadcast(R, xt[xOff + 5]);
-        FloatVector x12 = FloatVector.broadcast(R, xt[xOff + 6]);
-        FloatVector x13 = FloatVector.broadcast(R, xt[xOff + 7]);
-        FloatVector x20 = FloatVector.broadcast(R, xt[xOff + 8]);
-        FloatVector x21 = FloatVector.broadcast(R, xt[xOff + 9]);
-        FloatVector x22 = FloatVector.broadcast(R, xt[xOff + 10]);
-        FloatVector x23 = FloatVector.broadcast(R, xt[xOff + 11]);
-        FloatVector x30 = FloatVector.broadcast(R, xt[xOff + 12]);
-        FloatVector x31 = FloatVector.broadcast(R, xt[xOff + 13]);
-        FloatVector x32 = FloatVector.broadcast(R, xt[xOff + 14]);
-        FloatVector x33 = FloatVector.broadcast(R, xt[xOff + 15]);
+        int b4 = base[4] >>> 1, b5 = base[5] >>> 1, b6 = base[6] >>> 1, b7 = base[7] >>> 1;
         for (int c = 0; c < columns; c += 2 * L) {
             int i = c >>> 1;
             int o0 = accOff + c, o1 = o0 + tokenStride, o2 = o1 + tokenStride, o3 = o2 + tokenStride;
@@ -1173,51 +1200,127 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector l2 = FloatVector.fromArray(R, acc, o2), h2 = FloatVector.fromArray(R, acc, o2 + L);
             FloatVector l3 = FloatVector.fromArray(R, acc, o3), h3 = FloatVector.fromArray(R, acc, o3 + L);
             IntVector v;
-            FloatVector l, h;
+            FloatVector l, h, x;
             v = IntVector.fromArray(RI, w, b0 + i);
             l = v.lanewise(LSHL, 16).reinterpretAsFloats();
             h = v.and(0xFFFF0000).reinterpretAsFloats();
-            l0 = l.fma(x00, l0);
-            h0 = h.fma(x00, h0);
-            l1 = l.fma(x10, l1);
-            h1 = h.fma(x10, h1);
-            l2 = l.fma(x20, l2);
-            h2 = h.fma(x20, h2);
-            l3 = l.fma(x30, l3);
-            h3 = h.fma(x30, h3);
+            x = FloatVector.broadcast(R, xt[xOff + 0]);
+            l0 = l.fma(x, l0);
+            h0 = h.fma(x, h0);
+            x = FloatVector.broadcast(R, xt[xOff + 8]);
+            l1 = l.fma(x, l1);
+            h1 = h.fma(x, h1);
+            x = FloatVector.broadcast(R, xt[xOff + 16]);
+            l2 = l.fma(x, l2);
+            h2 = h.fma(x, h2);
+            x = FloatVector.broadcast(R, xt[xOff + 24]);
+            l3 = l.fma(x, l3);
+            h3 = h.fma(x, h3);
             v = IntVector.fromArray(RI, w, b1 + i);
             l = v.lanewise(LSHL, 16).reinterpretAsFloats();
             h = v.and(0xFFFF0000).reinterpretAsFloats();
-            l0 = l.fma(x01, l0);
-            h0 = h.fma(x01, h0);
-            l1 = l.fma(x11, l1);
-            h1 = h.fma(x11, h1);
-            l2 = l.fma(x21, l2);
-            h2 = h.fma(x21, h2);
-            l3 = l.fma(x31, l3);
-            h3 = h.fma(x31, h3);
+            x = FloatVector.broadcast(R, xt[xOff + 1]);
+            l0 = l.fma(x, l0);
+            h0 = h.fma(x, h0);
+            x = FloatVector.broadcast(R, xt[xOff + 9]);
+            l1 = l.fma(x, l1);
+            h1 = h.fma(x, h1);
+            x = FloatVector.broadcast(R, xt[xOff + 17]);
+            l2 = l.fma(x, l2);
+            h2 = h.fma(x, h2);
+            x = FloatVector.broadcast(R, xt[xOff + 25]);
+            l3 = l.fma(x, l3);
+            h3 = h.fma(x, h3);
             v = IntVector.fromArray(RI, w, b2 + i);
             l = v.lanewise(LSHL, 16).reinterpretAsFloats();
             h = v.and(0xFFFF0000).reinterpretAsFloats();
-            l0 = l.fma(x02, l0);
-            h0 = h.fma(x02, h0);
-            l1 = l.fma(x12, l1);
-            h1 = h.fma(x12, h1);
-            l2 = l.fma(x22, l2);
-            h2 = h.fma(x22, h2);
-            l3 = l.fma(x32, l3);
-            h3 = h.fma(x32, h3);
+            x = FloatVector.broadcast(R, xt[xOff + 2]);
+            l0 = l.fma(x, l0);
+            h0 = h.fma(x, h0);
+            x = FloatVector.broadcast(R, xt[xOff + 10]);
+            l1 = l.fma(x, l1);
+            h1 = h.fma(x, h1);
+            x = FloatVector.broadcast(R, xt[xOff + 18]);
+            l2 = l.fma(x, l2);
+            h2 = h.fma(x, h2);
+            x = FloatVector.broadcast(R, xt[xOff + 26]);
+            l3 = l.fma(x, l3);
+            h3 = h.fma(x, h3);
             v = IntVector.fromArray(RI, w, b3 + i);
             l = v.lanewise(LSHL, 16).reinterpretAsFloats();
             h = v.and(0xFFFF0000).reinterpretAsFloats();
-            l0 = l.fma(x03, l0);
-            h0 = h.fma(x03, h0);
-            l1 = l.fma(x13, l1);
-            h1 = h.fma(x13, h1);
-            l2 = l.fma(x23, l2);
-            h2 = h.fma(x23, h2);
-            l3 = l.fma(x33, l3);
-            h3 = h.fma(x33, h3);
+            x = FloatVector.broadcast(R, xt[xOff + 3]);
+            l0 = l.fma(x, l0);
+            h0 = h.fma(x, h0);
+            x = FloatVector.broadcast(R, xt[xOff + 11]);
+            l1 = l.fma(x, l1);
+            h1 = h.fma(x, h1);
+            x = FloatVector.broadcast(R, xt[xOff + 19]);
+            l2 = l.fma(x, l2);
+            h2 = h.fma(x, h2);
+            x = FloatVector.broadcast(R, xt[xOff + 27]);
+            l3 = l.fma(x, l3);
+            h3 = h.fma(x, h3);
+            v = IntVector.fromArray(RI, w, b4 + i);
+            l = v.lanewise(LSHL, 16).reinterpretAsFloats();
+            h = v.and(0xFFFF0000).reinterpretAsFloats();
+            x = FloatVector.broadcast(R, xt[xOff + 4]);
+            l0 = l.fma(x, l0);
+            h0 = h.fma(x, h0);
+            x = FloatVector.broadcast(R, xt[xOff + 12]);
+            l1 = l.fma(x, l1);
+            h1 = h.fma(x, h1);
+            x = FloatVector.broadcast(R, xt[xOff + 20]);
+            l2 = l.fma(x, l2);
+            h2 = h.fma(x, h2);
+            x = FloatVector.broadcast(R, xt[xOff + 28]);
+            l3 = l.fma(x, l3);
+            h3 = h.fma(x, h3);
+            v = IntVector.fromArray(RI, w, b5 + i);
+            l = v.lanewise(LSHL, 16).reinterpretAsFloats();
+            h = v.and(0xFFFF0000).reinterpretAsFloats();
+            x = FloatVector.broadcast(R, xt[xOff + 5]);
+            l0 = l.fma(x, l0);
+            h0 = h.fma(x, h0);
+            x = FloatVector.broadcast(R, xt[xOff + 13]);
+            l1 = l.fma(x, l1);
+            h1 = h.fma(x, h1);
+            x = FloatVector.broadcast(R, xt[xOff + 21]);
+            l2 = l.fma(x, l2);
+            h2 = h.fma(x, h2);
+            x = FloatVector.broadcast(R, xt[xOff + 29]);
+            l3 = l.fma(x, l3);
+            h3 = h.fma(x, h3);
+            v = IntVector.fromArray(RI, w, b6 + i);
+            l = v.lanewise(LSHL, 16).reinterpretAsFloats();
+            h = v.and(0xFFFF0000).reinterpretAsFloats();
+            x = FloatVector.broadcast(R, xt[xOff + 6]);
+            l0 = l.fma(x, l0);
+            h0 = h.fma(x, h0);
+            x = FloatVector.broadcast(R, xt[xOff + 14]);
+            l1 = l.fma(x, l1);
+            h1 = h.fma(x, h1);
+            x = FloatVector.broadcast(R, xt[xOff + 22]);
+            l2 = l.fma(x, l2);
+            h2 = h.fma(x, h2);
+            x = FloatVector.broadcast(R, xt[xOff + 30]);
+            l3 = l.fma(x, l3);
+            h3 = h.fma(x, h3);
+            v = IntVector.fromArray(RI, w, b7 + i);
+            l = v.lanewise(LSHL, 16).reinterpretAsFloats();
+            h = v.and(0xFFFF0000).reinterpretAsFloats();
+            x = FloatVector.broadcast(R, xt[xOff + 7]);
+            l0 = l.fma(x, l0);
+            h0 = h.fma(x, h0);
+            x = FloatVector.broadcast(R, xt[xOff + 15]);
+            l1 = l.fma(x, l1);
+            h1 = h.fma(x, h1);
+            x = FloatVector.broadcast(R, xt[xOff + 23]);
+            l2 = l.fma(x, l2);
+            h2 = h.fma(x, h2);
+            x = FloatVector.broadcast(R, xt[xOff + 31]);
+            l3 = l.fma(x, l3);
+            h3 = h.fma(x, h3);
             l0.intoArray(acc, o0);
             h0.intoArray(acc, o0 + L);
             l1.intoArray(acc, o1);
@@ -1229,53 +1332,60 @@ public final class VectorPanelKernels implements PanelKernels {
         }
     }
 
-    private static void i8RowsT4(byte[] w, float[] scales, int[] base, float[] xt, int xOff, float[] acc, int accOff,
-                                 int columns, int tokenStride) {
+    private static void i8Rows8T4(byte[] w, float[] scales, int[] base, float[] xt, int xOff, float[] acc, int accOff,
+                                  int columns, int tokenStride) {
         int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
-        FloatVector x00 = FloatVector.broadcast(R, xt[xOff + 0]);
-        FloatVector x01 = FloatVector.broadcast(R, xt[xOff + 1]);
-        FloatVector x02 = FloatVector.broadcast(R, xt[xOff + 2]);
-        FloatVector x03 = FloatVector.broadcast(R, xt[xOff + 3]);
-        FloatVector x10 = FloatVector.broadcast(R, xt[xOff + 4]);
-        FloatVector x11 = FloatVector.broadcast(R, xt[xOff + 5]);
-        FloatVector x12 = FloatVector.broadcast(R, xt[xOff + 6]);
-        FloatVector x13 = FloatVector.broadcast(R, xt[xOff + 7]);
-        FloatVector x20 = FloatVector.broadcast(R, xt[xOff + 8]);
-        FloatVector x21 = FloatVector.broadcast(R, xt[xOff + 9]);
-        FloatVector x22 = FloatVector.broadcast(R, xt[xOff + 10]);
-        FloatVector x23 = FloatVector.broadcast(R, xt[xOff + 11]);
-        FloatVector x30 = FloatVector.broadcast(R, xt[xOff + 12]);
-        FloatVector x31 = FloatVector.broadcast(R, xt[xOff + 13]);
-        FloatVector x32 = FloatVector.broadcast(R, xt[xOff + 14]);
-        FloatVector x33 = FloatVector.broadcast(R, xt[xOff + 15]);
+        int b4 = base[4], b5 = base[5], b6 = base[6], b7 = base[7];
         for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
             float c0 = scales[(b0 + c) >>> 5], c1 = scales[(b1 + c) >>> 5];
             float c2 = scales[(b2 + c) >>> 5], c3 = scales[(b3 + c) >>> 5];
+            float c4 = scales[(b4 + c) >>> 5], c5 = scales[(b5 + c) >>> 5];
+            float c6 = scales[(b6 + c) >>> 5], c7 = scales[(b7 + c) >>> 5];
             for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
                 int o0 = accOff + v, o1 = o0 + tokenStride, o2 = o1 + tokenStride, o3 = o2 + tokenStride;
                 FloatVector s0 = FloatVector.fromArray(R, acc, o0), s1 = FloatVector.fromArray(R, acc, o1);
                 FloatVector s2 = FloatVector.fromArray(R, acc, o2), s3 = FloatVector.fromArray(R, acc, o3);
                 FloatVector d;
                 d = ((FloatVector) ByteVector.fromArray(RB, w, b0 + v).convertShape(B2F, R, 0)).mul(c0);
-                s0 = d.fma(x00, s0);
-                s1 = d.fma(x10, s1);
-                s2 = d.fma(x20, s2);
-                s3 = d.fma(x30, s3);
+                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 0]), s0);
+                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 8]), s1);
+                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 16]), s2);
+                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 24]), s3);
                 d = ((FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0)).mul(c1);
-                s0 = d.fma(x01, s0);
-                s1 = d.fma(x11, s1);
-                s2 = d.fma(x21, s2);
-                s3 = d.fma(x31, s3);
+                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 1]), s0);
+                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 9]), s1);
+                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 17]), s2);
+                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 25]), s3);
                 d = ((FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0)).mul(c2);
-                s0 = d.fma(x02, s0);
-                s1 = d.fma(x12, s1);
-                s2 = d.fma(x22, s2);
-                s3 = d.fma(x32, s3);
+                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 2]), s0);
+                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 10]), s1);
+                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 18]), s2);
+                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 26]), s3);
                 d = ((FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0)).mul(c3);
-                s0 = d.fma(x03, s0);
-                s1 = d.fma(x13, s1);
-                s2 = d.fma(x23, s2);
-                s3 = d.fma(x33, s3);
+                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 3]), s0);
+                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 11]), s1);
+                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 19]), s2);
+                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 27]), s3);
+                d = ((FloatVector) ByteVector.fromArray(RB, w, b4 + v).convertShape(B2F, R, 0)).mul(c4);
+                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 4]), s0);
+                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 12]), s1);
+                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 20]), s2);
+                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 28]), s3);
+                d = ((FloatVector) ByteVector.fromArray(RB, w, b5 + v).convertShape(B2F, R, 0)).mul(c5);
+                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 5]), s0);
+                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 13]), s1);
+                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 21]), s2);
+                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 29]), s3);
+                d = ((FloatVector) ByteVector.fromArray(RB, w, b6 + v).convertShape(B2F, R, 0)).mul(c6);
+                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 6]), s0);
+                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 14]), s1);
+                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 22]), s2);
+                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 30]), s3);
+                d = ((FloatVector) ByteVector.fromArray(RB, w, b7 + v).convertShape(B2F, R, 0)).mul(c7);
+                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 7]), s0);
+                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 15]), s1);
+                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 23]), s2);
+                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 31]), s3);
                 s0.intoArray(acc, o0);
                 s1.intoArray(acc, o1);
                 s2.intoArray(acc, o2);
