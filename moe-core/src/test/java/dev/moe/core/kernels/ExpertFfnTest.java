@@ -206,6 +206,61 @@ class ExpertFfnTest {
         }
     }
 
+    /**
+     * Pruning stops early once the union is over the crossover (checked after 1, 2, 4, ... tokens), so the decision
+     * must still see every token: token t keeps exactly channels [8t, 8t + 8), so the union is 1/8, 2/8, ... of them.
+     */
+    @ParameterizedTest(name = "crossover {0}: sparse {1}")
+    @CsvSource({"0.7,true", "0.55,false", "0.3,false", "0.2,false"})
+    void unionDensityDecidesOnTheWholeBatch(double crossover, boolean sparse) {
+        int hidden = 64;
+        int inter = 40;
+        int tokens = 5;
+        Weights w = Weights.random(hidden, inter, 12);
+        PackedExpert packed = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), WeightType.F32);
+        float[] x = new float[tokens * hidden];
+        for (int t = 0; t < tokens; t++) {
+            for (int c = 8 * t; c < 8 * t + 8; c++) {
+                x[t * hidden + c] = 1f + 0.1f * c;
+            }
+        }
+        float[] y = new float[tokens * hidden];
+        float[] dense = new float[tokens * hidden];
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, crossover);
+        ExpertFfn.Stats[] stats = ffn.run(List.of(new ExpertFfn.Work(packed, x, tokens,
+                new SparsityThresholds(0.5f, 0f, -1f, 0f), y)));
+        ffn.run(List.of(new ExpertFfn.Work(packed, x, tokens, null, dense)));
+        assertThat(stats[0].gateUp().sparse()).isEqualTo(sparse);
+        assertThat(stats[0].gateUp().unionDensity()).isEqualTo(sparse ? 40.0 / 64 : 1.0);
+        assertThat(stats[0].gateUp().prunedFraction()).isEqualTo(sparse ? 1 - 8.0 / 64 : 0.0);
+        for (int o = 0; o < y.length; o++) { // the pruned inputs were zero: same result either way
+            assertThat(y[o]).as("out %d", o).isCloseTo(dense[o], org.assertj.core.data.Offset.offset(1e-5f));
+        }
+    }
+
+    /** The pruning buffers are reused by the calling thread: a small batch after a big one must not see its leftovers. */
+    @Test
+    void prunedBuffersAreReusedWithoutLeftovers() {
+        int hidden = 72;
+        int inter = 45;
+        Weights w = Weights.random(hidden, inter, 22);
+        PackedExpert packed = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), WeightType.F32);
+        SparsityThresholds thresholds = new SparsityThresholds(0.6f, 0f, 0.05f, 0f);
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 1.0);
+        float[] big = input(7, hidden, 30);
+        ffn.run(List.of(new ExpertFfn.Work(packed, big, 7, thresholds, new float[7 * hidden]),
+                new ExpertFfn.Work(packed, big, 7, thresholds, new float[7 * hidden])));
+        float[] x = input(2, hidden, 31);
+        float[] y = new float[2 * hidden];
+        ffn.run(List.of(new ExpertFfn.Work(packed, x, 2, thresholds, y)));
+        for (int t = 0; t < 2; t++) {
+            double[] ref = w.reference(x, t, 0.6f, 0f, 0.05f, 0f);
+            for (int o = 0; o < hidden; o++) {
+                assertThat((double) y[t * hidden + o]).isCloseTo(ref[o], org.assertj.core.data.Offset.offset(1e-4));
+            }
+        }
+    }
+
     @ParameterizedTest
     @CsvSource({"PANELS", "ROWS"})
     void manyExpertsInOneCallMatchOneAtATime(Layout layout) {
