@@ -3,6 +3,9 @@ package dev.moe.core.kernels;
 import dev.moe.core.sparsity.SparsityThresholds;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * The FFN of the experts of one call, on the kernel pool: {@code y = down(silu(gate·x) ⊙ up·x)} for every (expert,
@@ -298,21 +301,31 @@ public final class ExpertFfn {
     private static void gateUpFinish(PackedExpert e, float mode, int panel, float[] out, int outOff, int outStride,
                                      int n, float[] hidden) {
         int inter = e.intermediateSize;
-        for (int c = 0; c < HALF; c++) {
-            int i = panel * HALF + c;
-            if (i >= inter) {
-                break;
+        int first = panel * HALF;
+        int columns = Math.min(HALF, inter - first);
+        for (int t = 0; t < n; t++) {
+            int o = outOff + t * outStride;
+            int h = t * inter + first;
+            int c = 0;
+            // Vectorized: the scalar Math.exp of every hidden value was about a tenth of a batch-16 int8 call
+            for (int bound = SILU.loopBound(columns); c < bound; c += SILU.length()) {
+                // Mode-centering: W·x = W·(x − m) + m·Σ_j W[:, j]
+                FloatVector gate = FloatVector.fromArray(SILU, e.gateRowSums, first + c).mul(mode)
+                        .add(FloatVector.fromArray(SILU, out, o + c));
+                FloatVector up = FloatVector.fromArray(SILU, e.upRowSums, first + c).mul(mode)
+                        .add(FloatVector.fromArray(SILU, out, o + HALF + c));
+                // act_fn(gate_proj(x)) * up_proj(x), silu(v) = v / (1 + e^−v)
+                gate.div(gate.neg().lanewise(VectorOperators.EXP).add(1f)).mul(up).intoArray(hidden, h + c);
             }
-            // Mode-centering: W·x = W·(x − m) + m·Σ_j W[:, j]
-            float gateBias = mode * e.gateRowSums[i];
-            float upBias = mode * e.upRowSums[i];
-            for (int t = 0; t < n; t++) {
-                float gate = out[outOff + t * outStride + c] + gateBias;
-                float up = out[outOff + t * outStride + HALF + c] + upBias;
-                hidden[t * inter + i] = Kernels.silu(gate) * up; // act_fn(gate_proj(x)) * up_proj(x)
+            for (; c < columns; c++) {
+                float gate = out[o + c] + mode * e.gateRowSums[first + c];
+                float up = out[o + HALF + c] + mode * e.upRowSums[first + c];
+                hidden[h + c] = Kernels.silu(gate) * up;
             }
         }
     }
+
+    private static final VectorSpecies<Float> SILU = FloatVector.SPECIES_PREFERRED;
 
     private void downPanel(Work item, Input in, int panel) {
         PackedExpert e = item.expert();
