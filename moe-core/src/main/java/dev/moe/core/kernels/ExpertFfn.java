@@ -30,8 +30,8 @@ public final class ExpertFfn {
     private static final ConcurrentHashMap<Integer, int[]> ALL_ROWS = new ConcurrentHashMap<>();
     /** Per-thread panel outputs, reused across calls: big batches would otherwise churn the young generation. */
     private static final ThreadLocal<float[]> PANEL_OUT = ThreadLocal.withInitial(() -> new float[0]);
-    /** The calling thread's whole-row accumulators (one per (work item, split) of a loop), reused across calls. */
-    private static final ThreadLocal<RowAccumulators> ROW_ACC = ThreadLocal.withInitial(RowAccumulators::new);
+    /** The calling thread's whole-row accumulators and pruning buffers, reused across calls. */
+    private static final ThreadLocal<CallScratch> CALL_SCRATCH = ThreadLocal.withInitial(CallScratch::new);
 
     private final PanelKernels kernels;
     private final KernelPool pool;
@@ -79,7 +79,7 @@ public final class ExpertFfn {
     public Stats[] run(List<Work> work) {
         int n = work.size();
         int splits = pool.threads();
-        RowAccumulators acc = ROW_ACC.get();
+        CallScratch scratch = CALL_SCRATCH.get();
         Input[] gateUpInputs = new Input[n];
         float[][] hidden = new float[n][];
         int[] guStart = new int[n + 1];
@@ -88,13 +88,13 @@ public final class ExpertFfn {
         for (int w = 0; w < n; w++) {
             Work item = work.get(w);
             PackedExpert e = item.expert();
-            gateUpInputs[w] = prepare(acc.scratch(2 * w), item.x(), item.numTokens(), e.hiddenSize,
+            gateUpInputs[w] = prepare(scratch.scratch(2 * w), item.x(), item.numTokens(), e.hiddenSize,
                     item.thresholds() == null ? Float.NaN : item.thresholds().gateUpThreshold(),
                     item.thresholds() == null ? 0f : item.thresholds().gateUpMode());
             hidden[w] = new float[item.numTokens() * e.intermediateSize];
             guSlot[w] = wholeRows(e.gateUp, item.numTokens()) ? slots : -1;
             if (guSlot[w] >= 0) {
-                acc.reserve(slots, splits, item.numTokens() * e.gateUp.numPanels * W);
+                scratch.reserve(slots, splits, item.numTokens() * e.gateUp.numPanels * W);
                 slots += splits;
             }
             guStart[w + 1] = guStart[w] + (guSlot[w] >= 0 ? splits : panelUnits(e.gateUp, item.numTokens()));
@@ -104,7 +104,7 @@ public final class ExpertFfn {
             int w = find(guStart, unit);
             if (guSlot[w] >= 0) {
                 rowSplit(work.get(w).expert().gateUp, gateUpInputs[w], work.get(w).numTokens(), unit - guStart[w],
-                        splits, acc, guSlot[w]);
+                        splits, scratch, guSlot[w]);
             } else if (work.get(w).numTokens() == 1) {
                 gateUpGroup(work.get(w), gateUpInputs[w], unit - guStart[w], hidden[w]);
             } else {
@@ -116,7 +116,7 @@ public final class ExpertFfn {
                 PackedExpert e = work.get(w).expert();
                 int tokens = work.get(w).numTokens();
                 int width = e.gateUp.numPanels * W;
-                float[] sum = acc.sum(guSlot[w], splits, tokens * width);
+                float[] sum = scratch.sum(guSlot[w], splits, tokens * width);
                 for (int p = 0; p < e.gateUp.numPanels; p++) {
                     gateUpFinish(e, gateUpInputs[w].mode(), p, sum, p * W, width, tokens, hidden[w]);
                 }
@@ -129,12 +129,12 @@ public final class ExpertFfn {
         for (int w = 0; w < n; w++) {
             Work item = work.get(w);
             PackedExpert e = item.expert();
-            downInputs[w] = prepare(acc.scratch(2 * w + 1), hidden[w], item.numTokens(), e.intermediateSize,
+            downInputs[w] = prepare(scratch.scratch(2 * w + 1), hidden[w], item.numTokens(), e.intermediateSize,
                     item.thresholds() == null ? Float.NaN : item.thresholds().downThreshold(),
                     item.thresholds() == null ? 0f : item.thresholds().downMode());
             downSlot[w] = wholeRows(e.down, item.numTokens()) ? slots : -1;
             if (downSlot[w] >= 0) {
-                acc.reserve(slots, splits, item.numTokens() * e.down.numPanels * W);
+                scratch.reserve(slots, splits, item.numTokens() * e.down.numPanels * W);
                 slots += splits;
             }
             downStart[w + 1] = downStart[w] + (downSlot[w] >= 0 ? splits : panelUnits(e.down, item.numTokens()));
@@ -144,7 +144,7 @@ public final class ExpertFfn {
             int w = find(downStart, unit);
             if (downSlot[w] >= 0) {
                 rowSplit(work.get(w).expert().down, downInputs[w], work.get(w).numTokens(), unit - downStart[w],
-                        splits, acc, downSlot[w]);
+                        splits, scratch, downSlot[w]);
             } else if (work.get(w).numTokens() == 1) {
                 downGroup(work.get(w), downInputs[w], unit - downStart[w]);
             } else {
@@ -157,7 +157,7 @@ public final class ExpertFfn {
                 PackedExpert e = item.expert();
                 int tokens = item.numTokens();
                 int width = e.down.numPanels * W;
-                float[] sum = acc.sum(downSlot[w], splits, tokens * width);
+                float[] sum = scratch.sum(downSlot[w], splits, tokens * width);
                 for (int p = 0; p < e.down.numPanels; p++) {
                     downFinish(e, downInputs[w].mode(), p, sum, p * W, width, tokens, item.y());
                 }
@@ -241,9 +241,9 @@ public final class ExpertFfn {
      * Split {@code split} of {@code splits}: its share of the active rows, for every token, into accumulator
      * {@code first + split} ({@code [numTokens, width]}).
      */
-    private void rowSplit(PanelMatrix m, Input in, int numTokens, int split, int splits, RowAccumulators acc,
+    private void rowSplit(PanelMatrix m, Input in, int numTokens, int split, int splits, CallScratch scratch,
                           int first) {
-        float[] out = acc.zeroed(first + split, numTokens * m.numPanels * W);
+        float[] out = scratch.zeroed(first + split, numTokens * m.numPanels * W);
         int from = (int) ((long) in.numRows() * split / splits);
         int to = (int) ((long) in.numRows() * (split + 1) / splits);
         kernels.accumulateRows(m, in.rows(), from, to, in.activations(), in.stride(), numTokens, out);
@@ -373,7 +373,7 @@ public final class ExpertFfn {
      * loop, then summed by the caller) and pruning buffers (one per projection of each work item). Grown on demand,
      * never shrunk.
      */
-    private static final class RowAccumulators {
+    private static final class CallScratch {
         private float[][] slots = new float[0][];
         private PruneScratch[] prune = new PruneScratch[0];
 

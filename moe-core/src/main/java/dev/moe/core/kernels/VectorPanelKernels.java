@@ -75,9 +75,9 @@ public final class VectorPanelKernels implements PanelKernels {
             f32(m.f32, base, rows, rows, 0, numRows, a, aStride, numTokens, out);
             return;
         }
-        // 256-bit batches of narrow weights (and of float32 ones whose chunks are a row apart, ROWS): widen (copy) ROW_BLOCK
-        // active rows at a time into an L1-resident float32 copy and run every token pair over it, so each weight is
-        // read from memory and converted once per call, not per token.
+        // 256-bit batches of narrow weights (and of float32 ones whose chunks are a row apart, ROWS): widen (copy)
+        // ROW_BLOCK active rows at a time into an L1-resident float32 copy and run every token pair over it, so each
+        // weight is read from memory and converted once per call, not per token.
         float[] scratch = SCRATCH.get();
         for (int from = 0; from < numRows; from += ROW_BLOCK) {
             int count = Math.min(ROW_BLOCK, numRows - from);

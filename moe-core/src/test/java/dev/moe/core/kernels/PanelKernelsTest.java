@@ -90,11 +90,16 @@ class PanelKernelsTest {
     }
 
     static Stream<Arguments> panelGroupCases() {
+        return maskGrid(new int[] {1, 7, 130}, new int[] {64, 65, 200, 256, 517});
+    }
+
+    /** Every layout, weight type and row mask on the given sizes: (layout, type, inputs, outputs, mask). */
+    private static Stream<Arguments> maskGrid(int[] inputSizes, int[] outputSizes) {
         Stream.Builder<Arguments> b = Stream.builder();
         for (Layout layout : Layout.values()) {
             for (WeightType type : WeightType.values()) {
-                for (int inputs : new int[] {1, 7, 130}) {
-                    for (int outputs : new int[] {64, 65, 200, 256, 517}) {
+                for (int inputs : inputSizes) {
+                    for (int outputs : outputSizes) {
                         for (String mask : new String[] {"all", "none", "half"}) {
                             b.add(Arguments.of(layout, type, inputs, outputs, mask));
                         }
@@ -148,19 +153,7 @@ class PanelKernelsTest {
     }
 
     static Stream<Arguments> rowCases() {
-        Stream.Builder<Arguments> b = Stream.builder();
-        for (Layout layout : Layout.values()) {
-            for (WeightType type : WeightType.values()) {
-                for (int inputs : new int[] {1, 3, 4, 5, 7, 33, 130}) {
-                    for (int outputs : new int[] {1, 63, 64, 65, 200, 1536}) {
-                        for (String mask : new String[] {"all", "none", "half"}) {
-                            b.add(Arguments.of(layout, type, inputs, outputs, mask));
-                        }
-                    }
-                }
-            }
-        }
-        return b.build();
+        return maskGrid(new int[] {1, 3, 4, 5, 7, 33, 130}, new int[] {1, 63, 64, 65, 200, 1536});
     }
 
     /** Whole-row kernel: every split [from, to) of the active rows (tails of 0..3 rows), accumulating onto acc. */
