@@ -912,27 +912,33 @@ public final class VectorPanelKernels implements PanelKernels {
     }
 
     /**
-     * int8: per block of 32 columns, each row's activation times its block scale is broadcast once; each L-byte load
-     * is widened by one B2F cast. Columns stay in order (no lane shuffle, unlike bf16).
+     * int8: each row's activation times its block scale is broadcast once per two vectors of columns (2·L ≤ 32, so
+     * both share one block); each L-byte load is widened by one B2F cast. The two vectors are written out, with an
+     * accumulator each: an inner loop over a block's vectors kept C2 from unrolling and chained every FMA of a pass on
+     * one register (Qwen3 gate/up rows from L2, one thread: 27 → 38 GB/s; from DRAM, sparsity 0.5: +9%). Columns stay
+     * in order (no lane shuffle, unlike bf16).
      */
     private static void i8Rows4(byte[] w, float[] scales, int[] base, float[] xs, float[] acc, int accOff,
                                 int columns) {
         int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
         float a0 = xs[0], a1 = xs[1], a2 = xs[2], a3 = xs[3];
-        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+        for (int c = 0; c < columns; c += 2 * L) {
             FloatVector x0 = FloatVector.broadcast(R, a0 * scales[(b0 + c) >>> 5]);
             FloatVector x1 = FloatVector.broadcast(R, a1 * scales[(b1 + c) >>> 5]);
             FloatVector x2 = FloatVector.broadcast(R, a2 * scales[(b2 + c) >>> 5]);
             FloatVector x3 = FloatVector.broadcast(R, a3 * scales[(b3 + c) >>> 5]);
-            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
-                int o = accOff + v;
-                FloatVector s = FloatVector.fromArray(R, acc, o);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b0 + v).convertShape(B2F, R, 0)).fma(x0, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0)).fma(x1, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0)).fma(x2, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0)).fma(x3, s);
-                s.intoArray(acc, o);
-            }
+            int o = accOff + c, d = c + L;
+            FloatVector s = FloatVector.fromArray(R, acc, o), t = FloatVector.fromArray(R, acc, o + L);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b0 + c).convertShape(B2F, R, 0)).fma(x0, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b0 + d).convertShape(B2F, R, 0)).fma(x0, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b1 + c).convertShape(B2F, R, 0)).fma(x1, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b1 + d).convertShape(B2F, R, 0)).fma(x1, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b2 + c).convertShape(B2F, R, 0)).fma(x2, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b2 + d).convertShape(B2F, R, 0)).fma(x2, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b3 + c).convertShape(B2F, R, 0)).fma(x3, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b3 + d).convertShape(B2F, R, 0)).fma(x3, t);
+            s.intoArray(acc, o);
+            t.intoArray(acc, o + L);
         }
     }
 
@@ -955,7 +961,7 @@ public final class VectorPanelKernels implements PanelKernels {
         float a6 = xs[6];
         int b7 = base[7];
         float a7 = xs[7];
-        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+        for (int c = 0; c < columns; c += 2 * L) {
             FloatVector x0 = FloatVector.broadcast(R, a0 * scales[(b0 + c) >>> 5]);
             FloatVector x1 = FloatVector.broadcast(R, a1 * scales[(b1 + c) >>> 5]);
             FloatVector x2 = FloatVector.broadcast(R, a2 * scales[(b2 + c) >>> 5]);
@@ -964,30 +970,37 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector x5 = FloatVector.broadcast(R, a5 * scales[(b5 + c) >>> 5]);
             FloatVector x6 = FloatVector.broadcast(R, a6 * scales[(b6 + c) >>> 5]);
             FloatVector x7 = FloatVector.broadcast(R, a7 * scales[(b7 + c) >>> 5]);
-            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
-                int o = accOff + v;
-                FloatVector s = FloatVector.fromArray(R, acc, o);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b0 + v).convertShape(B2F, R, 0)).fma(x0, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0)).fma(x1, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0)).fma(x2, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0)).fma(x3, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b4 + v).convertShape(B2F, R, 0)).fma(x4, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b5 + v).convertShape(B2F, R, 0)).fma(x5, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b6 + v).convertShape(B2F, R, 0)).fma(x6, s);
-                s = ((FloatVector) ByteVector.fromArray(RB, w, b7 + v).convertShape(B2F, R, 0)).fma(x7, s);
-                s.intoArray(acc, o);
-            }
+            int o = accOff + c, d = c + L;
+            FloatVector s = FloatVector.fromArray(R, acc, o), t = FloatVector.fromArray(R, acc, o + L);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b0 + c).convertShape(B2F, R, 0)).fma(x0, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b0 + d).convertShape(B2F, R, 0)).fma(x0, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b1 + c).convertShape(B2F, R, 0)).fma(x1, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b1 + d).convertShape(B2F, R, 0)).fma(x1, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b2 + c).convertShape(B2F, R, 0)).fma(x2, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b2 + d).convertShape(B2F, R, 0)).fma(x2, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b3 + c).convertShape(B2F, R, 0)).fma(x3, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b3 + d).convertShape(B2F, R, 0)).fma(x3, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b4 + c).convertShape(B2F, R, 0)).fma(x4, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b4 + d).convertShape(B2F, R, 0)).fma(x4, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b5 + c).convertShape(B2F, R, 0)).fma(x5, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b5 + d).convertShape(B2F, R, 0)).fma(x5, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b6 + c).convertShape(B2F, R, 0)).fma(x6, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b6 + d).convertShape(B2F, R, 0)).fma(x6, t);
+            s = ((FloatVector) ByteVector.fromArray(RB, w, b7 + c).convertShape(B2F, R, 0)).fma(x7, s);
+            t = ((FloatVector) ByteVector.fromArray(RB, w, b7 + d).convertShape(B2F, R, 0)).fma(x7, t);
+            s.intoArray(acc, o);
+            t.intoArray(acc, o + L);
         }
     }
 
     private static void i8Rows1(byte[] w, float[] scales, int base, float xs, float[] acc, int accOff, int columns) {
-        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+        for (int c = 0; c < columns; c += 2 * L) {
             FloatVector x = FloatVector.broadcast(R, xs * scales[(base + c) >>> 5]);
-            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
-                int o = accOff + v;
-                ((FloatVector) ByteVector.fromArray(RB, w, base + v).convertShape(B2F, R, 0))
-                        .fma(x, FloatVector.fromArray(R, acc, o)).intoArray(acc, o);
-            }
+            int o = accOff + c;
+            ((FloatVector) ByteVector.fromArray(RB, w, base + c).convertShape(B2F, R, 0))
+                    .fma(x, FloatVector.fromArray(R, acc, o)).intoArray(acc, o);
+            ((FloatVector) ByteVector.fromArray(RB, w, base + c + L).convertShape(B2F, R, 0))
+                    .fma(x, FloatVector.fromArray(R, acc, o + L)).intoArray(acc, o + L);
         }
     }
 
@@ -1336,61 +1349,138 @@ public final class VectorPanelKernels implements PanelKernels {
                                   int columns, int tokenStride) {
         int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
         int b4 = base[4], b5 = base[5], b6 = base[6], b7 = base[7];
-        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+        // Two vectors of one block per step, written out (as in i8Rows4): eight accumulators, no inner loop
+        for (int c = 0; c < columns; c += 2 * L) {
             float c0 = scales[(b0 + c) >>> 5], c1 = scales[(b1 + c) >>> 5];
             float c2 = scales[(b2 + c) >>> 5], c3 = scales[(b3 + c) >>> 5];
             float c4 = scales[(b4 + c) >>> 5], c5 = scales[(b5 + c) >>> 5];
             float c6 = scales[(b6 + c) >>> 5], c7 = scales[(b7 + c) >>> 5];
-            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
-                int o0 = accOff + v, o1 = o0 + tokenStride, o2 = o1 + tokenStride, o3 = o2 + tokenStride;
-                FloatVector s0 = FloatVector.fromArray(R, acc, o0), s1 = FloatVector.fromArray(R, acc, o1);
-                FloatVector s2 = FloatVector.fromArray(R, acc, o2), s3 = FloatVector.fromArray(R, acc, o3);
-                FloatVector d;
-                d = ((FloatVector) ByteVector.fromArray(RB, w, b0 + v).convertShape(B2F, R, 0)).mul(c0);
-                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 0]), s0);
-                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 8]), s1);
-                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 16]), s2);
-                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 24]), s3);
-                d = ((FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0)).mul(c1);
-                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 1]), s0);
-                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 9]), s1);
-                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 17]), s2);
-                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 25]), s3);
-                d = ((FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0)).mul(c2);
-                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 2]), s0);
-                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 10]), s1);
-                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 18]), s2);
-                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 26]), s3);
-                d = ((FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0)).mul(c3);
-                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 3]), s0);
-                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 11]), s1);
-                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 19]), s2);
-                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 27]), s3);
-                d = ((FloatVector) ByteVector.fromArray(RB, w, b4 + v).convertShape(B2F, R, 0)).mul(c4);
-                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 4]), s0);
-                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 12]), s1);
-                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 20]), s2);
-                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 28]), s3);
-                d = ((FloatVector) ByteVector.fromArray(RB, w, b5 + v).convertShape(B2F, R, 0)).mul(c5);
-                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 5]), s0);
-                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 13]), s1);
-                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 21]), s2);
-                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 29]), s3);
-                d = ((FloatVector) ByteVector.fromArray(RB, w, b6 + v).convertShape(B2F, R, 0)).mul(c6);
-                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 6]), s0);
-                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 14]), s1);
-                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 22]), s2);
-                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 30]), s3);
-                d = ((FloatVector) ByteVector.fromArray(RB, w, b7 + v).convertShape(B2F, R, 0)).mul(c7);
-                s0 = d.fma(FloatVector.broadcast(R, xt[xOff + 7]), s0);
-                s1 = d.fma(FloatVector.broadcast(R, xt[xOff + 15]), s1);
-                s2 = d.fma(FloatVector.broadcast(R, xt[xOff + 23]), s2);
-                s3 = d.fma(FloatVector.broadcast(R, xt[xOff + 31]), s3);
-                s0.intoArray(acc, o0);
-                s1.intoArray(acc, o1);
-                s2.intoArray(acc, o2);
-                s3.intoArray(acc, o3);
-            }
+            int o0 = accOff + c, o1 = o0 + tokenStride, o2 = o1 + tokenStride, o3 = o2 + tokenStride;
+            FloatVector s0 = FloatVector.fromArray(R, acc, o0), s1 = FloatVector.fromArray(R, acc, o1);
+            FloatVector s2 = FloatVector.fromArray(R, acc, o2), s3 = FloatVector.fromArray(R, acc, o3);
+            FloatVector t0 = FloatVector.fromArray(R, acc, o0 + L), t1 = FloatVector.fromArray(R, acc, o1 + L);
+            FloatVector t2 = FloatVector.fromArray(R, acc, o2 + L), t3 = FloatVector.fromArray(R, acc, o3 + L);
+            FloatVector d, e, x;
+            d = ((FloatVector) ByteVector.fromArray(RB, w, b0 + c).convertShape(B2F, R, 0)).mul(c0);
+            e = ((FloatVector) ByteVector.fromArray(RB, w, b0 + c + L).convertShape(B2F, R, 0)).mul(c0);
+            x = FloatVector.broadcast(R, xt[xOff + 0]);
+            s0 = d.fma(x, s0);
+            t0 = e.fma(x, t0);
+            x = FloatVector.broadcast(R, xt[xOff + 8]);
+            s1 = d.fma(x, s1);
+            t1 = e.fma(x, t1);
+            x = FloatVector.broadcast(R, xt[xOff + 16]);
+            s2 = d.fma(x, s2);
+            t2 = e.fma(x, t2);
+            x = FloatVector.broadcast(R, xt[xOff + 24]);
+            s3 = d.fma(x, s3);
+            t3 = e.fma(x, t3);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, b1 + c).convertShape(B2F, R, 0)).mul(c1);
+            e = ((FloatVector) ByteVector.fromArray(RB, w, b1 + c + L).convertShape(B2F, R, 0)).mul(c1);
+            x = FloatVector.broadcast(R, xt[xOff + 1]);
+            s0 = d.fma(x, s0);
+            t0 = e.fma(x, t0);
+            x = FloatVector.broadcast(R, xt[xOff + 9]);
+            s1 = d.fma(x, s1);
+            t1 = e.fma(x, t1);
+            x = FloatVector.broadcast(R, xt[xOff + 17]);
+            s2 = d.fma(x, s2);
+            t2 = e.fma(x, t2);
+            x = FloatVector.broadcast(R, xt[xOff + 25]);
+            s3 = d.fma(x, s3);
+            t3 = e.fma(x, t3);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, b2 + c).convertShape(B2F, R, 0)).mul(c2);
+            e = ((FloatVector) ByteVector.fromArray(RB, w, b2 + c + L).convertShape(B2F, R, 0)).mul(c2);
+            x = FloatVector.broadcast(R, xt[xOff + 2]);
+            s0 = d.fma(x, s0);
+            t0 = e.fma(x, t0);
+            x = FloatVector.broadcast(R, xt[xOff + 10]);
+            s1 = d.fma(x, s1);
+            t1 = e.fma(x, t1);
+            x = FloatVector.broadcast(R, xt[xOff + 18]);
+            s2 = d.fma(x, s2);
+            t2 = e.fma(x, t2);
+            x = FloatVector.broadcast(R, xt[xOff + 26]);
+            s3 = d.fma(x, s3);
+            t3 = e.fma(x, t3);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, b3 + c).convertShape(B2F, R, 0)).mul(c3);
+            e = ((FloatVector) ByteVector.fromArray(RB, w, b3 + c + L).convertShape(B2F, R, 0)).mul(c3);
+            x = FloatVector.broadcast(R, xt[xOff + 3]);
+            s0 = d.fma(x, s0);
+            t0 = e.fma(x, t0);
+            x = FloatVector.broadcast(R, xt[xOff + 11]);
+            s1 = d.fma(x, s1);
+            t1 = e.fma(x, t1);
+            x = FloatVector.broadcast(R, xt[xOff + 19]);
+            s2 = d.fma(x, s2);
+            t2 = e.fma(x, t2);
+            x = FloatVector.broadcast(R, xt[xOff + 27]);
+            s3 = d.fma(x, s3);
+            t3 = e.fma(x, t3);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, b4 + c).convertShape(B2F, R, 0)).mul(c4);
+            e = ((FloatVector) ByteVector.fromArray(RB, w, b4 + c + L).convertShape(B2F, R, 0)).mul(c4);
+            x = FloatVector.broadcast(R, xt[xOff + 4]);
+            s0 = d.fma(x, s0);
+            t0 = e.fma(x, t0);
+            x = FloatVector.broadcast(R, xt[xOff + 12]);
+            s1 = d.fma(x, s1);
+            t1 = e.fma(x, t1);
+            x = FloatVector.broadcast(R, xt[xOff + 20]);
+            s2 = d.fma(x, s2);
+            t2 = e.fma(x, t2);
+            x = FloatVector.broadcast(R, xt[xOff + 28]);
+            s3 = d.fma(x, s3);
+            t3 = e.fma(x, t3);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, b5 + c).convertShape(B2F, R, 0)).mul(c5);
+            e = ((FloatVector) ByteVector.fromArray(RB, w, b5 + c + L).convertShape(B2F, R, 0)).mul(c5);
+            x = FloatVector.broadcast(R, xt[xOff + 5]);
+            s0 = d.fma(x, s0);
+            t0 = e.fma(x, t0);
+            x = FloatVector.broadcast(R, xt[xOff + 13]);
+            s1 = d.fma(x, s1);
+            t1 = e.fma(x, t1);
+            x = FloatVector.broadcast(R, xt[xOff + 21]);
+            s2 = d.fma(x, s2);
+            t2 = e.fma(x, t2);
+            x = FloatVector.broadcast(R, xt[xOff + 29]);
+            s3 = d.fma(x, s3);
+            t3 = e.fma(x, t3);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, b6 + c).convertShape(B2F, R, 0)).mul(c6);
+            e = ((FloatVector) ByteVector.fromArray(RB, w, b6 + c + L).convertShape(B2F, R, 0)).mul(c6);
+            x = FloatVector.broadcast(R, xt[xOff + 6]);
+            s0 = d.fma(x, s0);
+            t0 = e.fma(x, t0);
+            x = FloatVector.broadcast(R, xt[xOff + 14]);
+            s1 = d.fma(x, s1);
+            t1 = e.fma(x, t1);
+            x = FloatVector.broadcast(R, xt[xOff + 22]);
+            s2 = d.fma(x, s2);
+            t2 = e.fma(x, t2);
+            x = FloatVector.broadcast(R, xt[xOff + 30]);
+            s3 = d.fma(x, s3);
+            t3 = e.fma(x, t3);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, b7 + c).convertShape(B2F, R, 0)).mul(c7);
+            e = ((FloatVector) ByteVector.fromArray(RB, w, b7 + c + L).convertShape(B2F, R, 0)).mul(c7);
+            x = FloatVector.broadcast(R, xt[xOff + 7]);
+            s0 = d.fma(x, s0);
+            t0 = e.fma(x, t0);
+            x = FloatVector.broadcast(R, xt[xOff + 15]);
+            s1 = d.fma(x, s1);
+            t1 = e.fma(x, t1);
+            x = FloatVector.broadcast(R, xt[xOff + 23]);
+            s2 = d.fma(x, s2);
+            t2 = e.fma(x, t2);
+            x = FloatVector.broadcast(R, xt[xOff + 31]);
+            s3 = d.fma(x, s3);
+            t3 = e.fma(x, t3);
+            s0.intoArray(acc, o0);
+            s1.intoArray(acc, o1);
+            s2.intoArray(acc, o2);
+            s3.intoArray(acc, o3);
+            t0.intoArray(acc, o0 + L);
+            t1.intoArray(acc, o1 + L);
+            t2.intoArray(acc, o2 + L);
+            t3.intoArray(acc, o3 + L);
         }
     }
 
@@ -1478,7 +1568,7 @@ public final class VectorPanelKernels implements PanelKernels {
     private static void i8RowsT2(byte[] w, float[] scales, int[] base, float[] xt, int xOff, float[] acc, int accOff,
                                  int columns, int tokenStride) {
         int b0 = base[0], b1 = base[1], b2 = base[2], b3 = base[3];
-        for (int c = 0; c < columns; c += PanelMatrix.BLOCK) {
+        for (int c = 0; c < columns; c += 2 * L) {
             float s0 = scales[(b0 + c) >>> 5], s1 = scales[(b1 + c) >>> 5];
             float s2 = scales[(b2 + c) >>> 5], s3 = scales[(b3 + c) >>> 5];
             FloatVector x0 = FloatVector.broadcast(R, xt[xOff] * s0), y0 = FloatVector.broadcast(R, xt[xOff + 4] * s0);
@@ -1488,25 +1578,38 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector y2 = FloatVector.broadcast(R, xt[xOff + 6] * s2);
             FloatVector x3 = FloatVector.broadcast(R, xt[xOff + 3] * s3);
             FloatVector y3 = FloatVector.broadcast(R, xt[xOff + 7] * s3);
-            for (int v = c; v < c + PanelMatrix.BLOCK; v += L) {
-                int o = accOff + v, p = o + tokenStride;
-                FloatVector s = FloatVector.fromArray(R, acc, o), t = FloatVector.fromArray(R, acc, p);
-                FloatVector u;
-                u = (FloatVector) ByteVector.fromArray(RB, w, b0 + v).convertShape(B2F, R, 0);
-                s = u.fma(x0, s);
-                t = u.fma(y0, t);
-                u = (FloatVector) ByteVector.fromArray(RB, w, b1 + v).convertShape(B2F, R, 0);
-                s = u.fma(x1, s);
-                t = u.fma(y1, t);
-                u = (FloatVector) ByteVector.fromArray(RB, w, b2 + v).convertShape(B2F, R, 0);
-                s = u.fma(x2, s);
-                t = u.fma(y2, t);
-                u = (FloatVector) ByteVector.fromArray(RB, w, b3 + v).convertShape(B2F, R, 0);
-                s = u.fma(x3, s);
-                t = u.fma(y3, t);
-                s.intoArray(acc, o);
-                t.intoArray(acc, p);
-            }
+            int o = accOff + c, p = o + tokenStride;
+            FloatVector s = FloatVector.fromArray(R, acc, o), t = FloatVector.fromArray(R, acc, p);
+            FloatVector g = FloatVector.fromArray(R, acc, o + L), h = FloatVector.fromArray(R, acc, p + L);
+            FloatVector u, v;
+            u = (FloatVector) ByteVector.fromArray(RB, w, b0 + c).convertShape(B2F, R, 0);
+            v = (FloatVector) ByteVector.fromArray(RB, w, b0 + c + L).convertShape(B2F, R, 0);
+            s = u.fma(x0, s);
+            t = u.fma(y0, t);
+            g = v.fma(x0, g);
+            h = v.fma(y0, h);
+            u = (FloatVector) ByteVector.fromArray(RB, w, b1 + c).convertShape(B2F, R, 0);
+            v = (FloatVector) ByteVector.fromArray(RB, w, b1 + c + L).convertShape(B2F, R, 0);
+            s = u.fma(x1, s);
+            t = u.fma(y1, t);
+            g = v.fma(x1, g);
+            h = v.fma(y1, h);
+            u = (FloatVector) ByteVector.fromArray(RB, w, b2 + c).convertShape(B2F, R, 0);
+            v = (FloatVector) ByteVector.fromArray(RB, w, b2 + c + L).convertShape(B2F, R, 0);
+            s = u.fma(x2, s);
+            t = u.fma(y2, t);
+            g = v.fma(x2, g);
+            h = v.fma(y2, h);
+            u = (FloatVector) ByteVector.fromArray(RB, w, b3 + c).convertShape(B2F, R, 0);
+            v = (FloatVector) ByteVector.fromArray(RB, w, b3 + c + L).convertShape(B2F, R, 0);
+            s = u.fma(x3, s);
+            t = u.fma(y3, t);
+            g = v.fma(x3, g);
+            h = v.fma(y3, h);
+            s.intoArray(acc, o);
+            t.intoArray(acc, p);
+            g.intoArray(acc, o + L);
+            h.intoArray(acc, p + L);
         }
     }
 
