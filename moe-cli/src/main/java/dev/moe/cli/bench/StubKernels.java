@@ -39,6 +39,12 @@ final class StubKernels implements PanelKernels {
         return VectorPanelKernels.INSTANCE.prune(v, vOff, n, mode, threshold, out, outOff, active);
     }
 
+    /** The real active-list kernel, likewise. */
+    @Override
+    public int activeRows(float[] active, int n, int[] rows) {
+        return VectorPanelKernels.INSTANCE.activeRows(active, n, rows);
+    }
+
     @Override
     public void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride, int numTokens,
                            float[] out) {

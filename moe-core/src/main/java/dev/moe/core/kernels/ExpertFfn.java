@@ -191,33 +191,19 @@ public final class ExpertFfn {
             // The union only grows: once it is over the crossover the projection runs dense whatever the other tokens
             // keep, so stop pruning (checked after 1, 2, 4, ... tokens; at sparsity 0.5 a batch stops after one or two)
             int done = t + 1;
-            if (done < numTokens && (done & (done - 1)) == 0 && count(active, channels) > sparseCrossover * channels) {
+            if (done < numTokens && (done & (done - 1)) == 0
+                    && kernels.activeRows(active, channels, scratch.rows) > sparseCrossover * channels) {
                 return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
             }
         }
         int[] rows = scratch.rows;
-        int numRows = 0;
-        for (int c = 0; c < channels; c++) {
-            if (active[c] != 0f) {
-                rows[numRows++] = c;
-            }
-        }
+        int numRows = kernels.activeRows(active, channels, rows);
         double density = (double) numRows / channels;
         if (density > sparseCrossover) {
             return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
         }
         return new Input(pruned, channels, rows, numRows, mode,
                 new ProjectionStats(true, density, (double) prunedCount / ((long) numTokens * channels)));
-    }
-
-    private static int count(float[] active, int channels) {
-        int n = 0;
-        for (int c = 0; c < channels; c++) {
-            if (active[c] != 0f) {
-                n++;
-            }
-        }
-        return n;
     }
 
     /**

@@ -46,6 +46,24 @@ public interface PanelKernels {
         return pruned;
     }
 
+    /**
+     * The active list: writes the channels i in [0, n) with {@code active[i] != 0}, ascending, to {@code rows} and
+     * returns how many there are.
+     */
+    default int activeRows(float[] active, int n, int[] rows) {
+        return activeRowsRange(active, 0, n, rows, 0);
+    }
+
+    /** {@link #activeRows} of channels [from, to), appended at {@code rows[count..]}: the oracle and a vector tail. */
+    static int activeRowsRange(float[] active, int from, int to, int[] rows, int count) {
+        for (int i = from; i < to; i++) {
+            if (active[i] != 0f) {
+                rows[count++] = i;
+            }
+        }
+        return count;
+    }
+
     /** Most panels one {@link #accumulatePanels} call streams side by side. */
     int PANEL_GROUP = 4;
 

@@ -153,6 +153,24 @@ public final class VectorPanelKernels implements PanelKernels {
         return pruned + PanelKernels.pruneRange(v, vOff, i, n, mode, threshold, out, outOff, active); // tail
     }
 
+    /**
+     * Sixteen (eight) flags per step: the lanes whose flag is set are compressed to the front of a vector of channel
+     * indices and stored under a mask, instead of a branch per channel (the scalar scan was most of the mask time of a
+     * single token: 2816 channels of a Qwen3 expert).
+     */
+    @Override
+    public int activeRows(float[] active, int n, int[] rows) {
+        int count = 0;
+        int i = 0;
+        IntVector lanes = IntVector.zero(RI).addIndex(1);
+        for (int bound = R.loopBound(n); i < bound; i += L) {
+            VectorMask<Integer> set = FloatVector.fromArray(R, active, i).compare(VectorOperators.NE, 0f).cast(RI);
+            lanes.add(i).compress(set).intoArray(rows, count, set.compress());
+            count += set.trueCount();
+        }
+        return PanelKernels.activeRowsRange(active, i, n, rows, count); // tail
+    }
+
     @Override
     public void accumulatePanels(PanelMatrix m, int first, int step, int count, int[] rows, int numRows, float[] a,
                                  float[] out) {

@@ -324,6 +324,34 @@ class PanelKernelsTest {
         assertThat(actualPruned).isEqualTo(independent);
     }
 
+    /** Active lists: the vector kernel against the scalar oracle; nothing written past the last active channel. */
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(ints = {0, 1, 7, 15, 16, 17, 33, 768, 2051})
+    void activeRowsMatchesScalarOracle(int n) {
+        SplittableRandom random = new SplittableRandom(31 + n);
+        for (double density : new double[] {0.0, 0.3, 0.9, 1.0}) {
+            float[] active = new float[n];
+            for (int i = 0; i < n; i++) {
+                active[i] = random.nextDouble() < density ? 1f : 0f;
+            }
+            int[] expected = new int[n];
+            int expectedCount = PanelKernels.activeRowsRange(active, 0, n, expected, 0);
+            int[] actual = new int[n];
+            java.util.Arrays.fill(actual, -1);
+            int count = VectorPanelKernels.INSTANCE.activeRows(active, n, actual);
+            assertThat(count).as("density %s", density).isEqualTo(expectedCount);
+            assertThat(java.util.Arrays.copyOf(actual, count)).isEqualTo(java.util.Arrays.copyOf(expected, count));
+            for (int k = count; k < n; k++) {
+                assertThat(actual[k]).as("untouched past the list").isEqualTo(-1);
+            }
+            int independent = 0;
+            for (int i = 0; i < n; i++) {
+                independent += active[i] != 0f ? 1 : 0;
+            }
+            assertThat(count).isEqualTo(independent);
+        }
+    }
+
     @org.junit.jupiter.api.Test
     void pruneByHand() {
         float[] v = {1.0f, 0.2f, -0.3f, 0.9f, Float.NaN};
