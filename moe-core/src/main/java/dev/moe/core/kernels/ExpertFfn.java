@@ -12,7 +12,8 @@ import jdk.incubator.vector.VectorSpecies;
  * batch of its tokens), each expert's weights read once for all its tokens.
  *
  * <p>Two parallel loops: gate/up over every (expert, gate/up panel), then down over every (expert, down panel); even a
- * call with a single expert keeps every core busy. A single token's panels go in groups of
+ * call with a single expert keeps every core busy. What lies between and after them per expert (summing whole-row
+ * accumulators, SwiGLU, pruning h) runs in parallel over the experts too. A single token's panels go in groups of
  * {@link PanelKernels#PANEL_GROUP} far-apart panels per unit, streamed side by side
  * ({@link PanelKernels#accumulatePanels}). With thresholds (SCAP), inputs are pruned per token
  * ({@code |v − mode| <= threshold} → 0) and only the union of the batch's active channels is read; when that union is
@@ -111,27 +112,33 @@ public final class ExpertFfn {
                 gateUpPanel(work.get(w), gateUpInputs[w], unit - guStart[w], hidden[w]);
             }
         });
-        for (int w = 0; w < n; w++) {
+        // Between the loops, per item and in parallel (with several experts this was the calling thread's work while
+        // the others waited): sum the whole-row accumulators into h, then prune h
+        if (n > 0) {
+            scratch.scratch(2 * n - 1); // grown here: the pool's threads only index it
+        }
+        Input[] downInputs = new Input[n];
+        pool.parallelFor(n, w -> {
+            Work item = work.get(w);
+            PackedExpert e = item.expert();
             if (guSlot[w] >= 0) {
-                PackedExpert e = work.get(w).expert();
-                int tokens = work.get(w).numTokens();
+                int tokens = item.numTokens();
                 int width = e.gateUp.numPanels * W;
                 float[] sum = scratch.sum(guSlot[w], splits, tokens * width);
                 for (int p = 0; p < e.gateUp.numPanels; p++) {
                     gateUpFinish(e, gateUpInputs[w].mode(), p, sum, p * W, width, tokens, hidden[w]);
                 }
             }
-        }
-        Input[] downInputs = new Input[n];
+            downInputs[w] = prepare(scratch.scratch(2 * w + 1), hidden[w], item.numTokens(), e.intermediateSize,
+                    item.thresholds() == null ? Float.NaN : item.thresholds().downThreshold(),
+                    item.thresholds() == null ? 0f : item.thresholds().downMode());
+        });
         int[] downStart = new int[n + 1];
         int[] downSlot = new int[n];
         slots = 0;
         for (int w = 0; w < n; w++) {
             Work item = work.get(w);
             PackedExpert e = item.expert();
-            downInputs[w] = prepare(scratch.scratch(2 * w + 1), hidden[w], item.numTokens(), e.intermediateSize,
-                    item.thresholds() == null ? Float.NaN : item.thresholds().downThreshold(),
-                    item.thresholds() == null ? 0f : item.thresholds().downMode());
             downSlot[w] = wholeRows(e.down, item.numTokens()) ? slots : -1;
             if (downSlot[w] >= 0) {
                 scratch.reserve(slots, splits, item.numTokens() * e.down.numPanels * W);
@@ -151,7 +158,7 @@ public final class ExpertFfn {
                 downPanel(work.get(w), downInputs[w], unit - downStart[w]);
             }
         });
-        for (int w = 0; w < n; w++) {
+        pool.parallelFor(slots > 0 ? n : 0, w -> { // the whole-row accumulators → y, per item in parallel
             if (downSlot[w] >= 0) {
                 Work item = work.get(w);
                 PackedExpert e = item.expert();
@@ -162,7 +169,7 @@ public final class ExpertFfn {
                     downFinish(e, downInputs[w].mode(), p, sum, p * W, width, tokens, item.y());
                 }
             }
-        }
+        });
         Stats[] stats = new Stats[n];
         for (int w = 0; w < n; w++) {
             stats[w] = new Stats(gateUpInputs[w].stats(), downInputs[w].stats());
