@@ -782,8 +782,8 @@ public final class VectorPanelKernels implements PanelKernels {
                 && rows[to - 1] - rows[from] + 1 > to - from;
         int perPass = sparse ? SPARSE_PASS : ROW_PASS;
         // Every pass is full: the last part is up to perPass − 1 rows short, and its missing places repeat the pass's
-        // first row (just read, so from L1) with a zero activation. Taking the rows left over one by one instead, on
-        // a single stream, was about a twentieth of a sparse int8 call.
+        // first row (just read, so from L1) with a zero activation. Taking the leftover rows one by one instead, on a
+        // single stream, took three more kernels and was no faster (one MoE layer, int8 sparse: 0-3% slower).
         int part = (to - from + perPass - 1) / perPass;
         for (int k = from; k < from + part; k++) {
             for (int j = 0; j < perPass; j++) {
@@ -910,9 +910,9 @@ public final class VectorPanelKernels implements PanelKernels {
     /**
      * int8: each row's activation times its block scale is broadcast once per two vectors of columns (2·L ≤ 32, so
      * both share one block); each L-byte load is widened by one B2F cast. The two vectors are written out, with an
-     * accumulator each: an inner loop over a block's vectors kept C2 from unrolling and chained every FMA of a pass on
-     * one register (Qwen3 gate/up rows from L2, one thread: 27 → 38 GB/s; from DRAM, sparsity 0.5: +9%). Columns stay
-     * in order (no lane shuffle, unlike bf16).
+     * accumulator each: as an inner loop over a block's vectors they stayed a loop in C2's code, whose overhead was
+     * paid per two vectors (Qwen3 gate/up rows from L2, one thread: 27 → 38 GB/s; from DRAM, sparsity 0.5: +9-13%).
+     * Columns stay in order (no lane shuffle, unlike bf16).
      */
     private static void i8Rows4(byte[] w, float[] scales, int[] base, float[] xs, float[] acc, int accOff,
                                 int columns) {
