@@ -81,6 +81,10 @@ public final class ExpertFfn {
         int n = work.size();
         int splits = pool.threads();
         CallScratch scratch = CALL_SCRATCH.get();
+        if (n > 0) {
+            // Every projection's pruning buffers, grown here: the pool's threads (h is pruned there) only index them
+            scratch.scratch(2 * n - 1);
+        }
         Input[] gateUpInputs = new Input[n];
         float[][] hidden = new float[n][];
         int[] guStart = new int[n + 1];
@@ -114,9 +118,6 @@ public final class ExpertFfn {
         });
         // Between the loops, per item and in parallel (with several experts this was the calling thread's work while
         // the others waited): sum the whole-row accumulators into h, then prune h
-        if (n > 0) {
-            scratch.scratch(2 * n - 1); // grown here: the pool's threads only index it
-        }
         Input[] downInputs = new Input[n];
         pool.parallelFor(n, w -> {
             Work item = work.get(w);
