@@ -102,7 +102,8 @@ public final class VectorPanelKernels implements PanelKernels {
      * batch 4 0.31 → 0.20 ms, 16 0.95 → 0.47 ms, 64 2.3 → 1.5 ms; int8 batch 16 0.74 → 0.58 ms (batch 64 about 5%
      * slower, 2.04 → 2.16 ms: the copy converts each weight once for all tokens). Loads in the widening phase of
      * the copy never overlapped its FMAs; here every row's loads are spread among them. Blocking the rows so later
-     * passes hit L1 measured slower, and so did taking the rows of a pass from four quarters of the panel.
+     * passes hit L1 measured slower, and so did taking the rows of a pass from four quarters of the panel; two
+     * halves (float32 and int8: a row from each per step) measured faster.
      *
      * <p>The last pass of a batch of 4k + j tokens repeats its last token in the missing places, their outputs
      * written to a scratch row.
@@ -111,6 +112,8 @@ public final class VectorPanelKernels implements PanelKernels {
                                      int aStride, int numTokens, float[] out) {
         float[] spare = SPARE_TOKENS.get();
         int last = numTokens - 1;
+        // float32 and int8 kernels take one row from each half of an even count (two weight streams per thread)
+        int paired = m.type == WeightType.BF16 ? numRows : numRows & ~1;
         for (int t = 0; t < numTokens; t += 4) {
             int a0 = t * aStride;
             int a1 = Math.min(t + 1, last) * aStride, a2 = Math.min(t + 2, last) * aStride;
@@ -122,15 +125,33 @@ public final class VectorPanelKernels implements PanelKernels {
             switch (m.type) {
                 case BF16 -> bf16Tokens4(m.bf16, base, stride, rows, numRows, a, a0, a1, a2, a3, out, t * W,
                         out1, o1, out2, o2, out3, o3);
-                case INT8 -> i8Tokens4(m.i8, m.scales, base, stride, rows, numRows, a, a0, a1, a2, a3, out, t * W,
+                case INT8 -> i8Tokens4(m.i8, m.scales, base, stride, rows, paired, a, a0, a1, a2, a3, out, t * W,
                         out1, o1, out2, o2, out3, o3);
-                case F32 -> f32Tokens4(m.f32, base, stride, rows, numRows, a, a0, a1, a2, a3, out, t * W,
+                case F32 -> f32Tokens4(m.f32, base, stride, rows, paired, a, a0, a1, a2, a3, out, t * W,
                         out1, o1, out2, o2, out3, o3);
             }
         }
         if (m.type == WeightType.BF16) {
             for (int t = 0; t < numTokens; t++) {
                 swapHalves(out, t * W, W); // lane order → column order
+            }
+        } else if (paired < numRows) {
+            addRow(m, base, stride, rows[paired], a, aStride, numTokens, out);
+        }
+    }
+
+    /**
+     * {@code out_t[c] += a[t · aStride + r] · W[r][c]} for every token: the odd last row of a float32 or int8 batch
+     * pass, whose kernels take their rows in pairs (an odd row inside them, as a second loop, made C2 compile int8
+     * 4x slower in three runs of five).
+     */
+    private static void addRow(PanelMatrix m, int base, int stride, int r, float[] a, int aStride, int numTokens,
+                               float[] out) {
+        int e = base + r * stride;
+        for (int c = 0; c < W; c++) {
+            float w = m.type == WeightType.F32 ? m.f32[e + c] : m.i8[e + c] * m.scales[(e + c) >>> 5];
+            for (int t = 0; t < numTokens; t++) {
+                out[t * W + c] += a[t * aStride + r] * w;
             }
         }
     }
@@ -204,14 +225,18 @@ public final class VectorPanelKernels implements PanelKernels {
 
     /**
      * int8, four tokens ({@link #tokensByFour}): {@code out_t[c] = Σ_k a[a_t + rows[k]] · scale · code[rows[k]][c]},
-     * each 16-code load widened once (B2F cast), scaled by its block's scale and fed to the four tokens' FMAs.
+     * each 16-code load widened once (B2F cast), scaled by its block's scale and fed to the four tokens' FMAs. Each
+     * step takes row k and row k + numRows/2 (numRows even): two weight streams per thread, 32 FMAs per step. Against
+     * one row per step (Qwen3 expert, 2 threads, PANELS dense): batch 4 0.20-0.21 → 0.19-0.20 ms, 16 0.57-0.58 →
+     * 0.51-0.53 ms (49 → 52-55% of the FMA peak), 64 2.03-2.09 → 1.91 ms.
      */
     private static void i8Tokens4(byte[] w, float[] scales, int base, int stride, int[] rows, int numRows, float[] a,
                                   int a0, int a1, int a2, int a3, float[] out0, int o0, float[] out1, int o1,
                                   float[] out2, int o2, float[] out3, int o3) {
         FloatVector p0 = FloatVector.zero(R), p1 = p0, p2 = p0, p3 = p0, q0 = p0, q1 = p0, q2 = p0, q3 = p0;
         FloatVector u0 = p0, u1 = p0, u2 = p0, u3 = p0, z0 = p0, z1 = p0, z2 = p0, z3 = p0;
-        for (int k = 0; k < numRows; k++) {
+        int half = numRows >>> 1;
+        for (int k = 0; k < half; k++) {
             int r = rows[k];
             int e = base + r * stride;
             FloatVector x0 = FloatVector.broadcast(R, a[a0 + r]);
@@ -220,6 +245,34 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector x3 = FloatVector.broadcast(R, a[a3 + r]);
             float s0 = scales[e >>> 5], s1 = scales[(e >>> 5) + 1];
             FloatVector d;
+            d = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).mul(s0);
+            p0 = d.fma(x0, p0);
+            q0 = d.fma(x1, q0);
+            u0 = d.fma(x2, u0);
+            z0 = d.fma(x3, z0);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).mul(s0);
+            p1 = d.fma(x0, p1);
+            q1 = d.fma(x1, q1);
+            u1 = d.fma(x2, u1);
+            z1 = d.fma(x3, z1);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).mul(s1);
+            p2 = d.fma(x0, p2);
+            q2 = d.fma(x1, q2);
+            u2 = d.fma(x2, u2);
+            z2 = d.fma(x3, z2);
+            d = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).mul(s1);
+            p3 = d.fma(x0, p3);
+            q3 = d.fma(x1, q3);
+            u3 = d.fma(x2, u3);
+            z3 = d.fma(x3, z3);
+            r = rows[k + half];
+            e = base + r * stride;
+            x0 = FloatVector.broadcast(R, a[a0 + r]);
+            x1 = FloatVector.broadcast(R, a[a1 + r]);
+            x2 = FloatVector.broadcast(R, a[a2 + r]);
+            x3 = FloatVector.broadcast(R, a[a3 + r]);
+            s0 = scales[e >>> 5];
+            s1 = scales[(e >>> 5) + 1];
             d = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).mul(s0);
             p0 = d.fma(x0, p0);
             q0 = d.fma(x1, q0);
@@ -259,13 +312,19 @@ public final class VectorPanelKernels implements PanelKernels {
         z3.intoArray(out3, o3 + 48);
     }
 
-    /** float32, four tokens ({@link #tokensByFour}): {@code out_t[c] = Σ_k a[a_t + rows[k]] · W[rows[k]][c]}. */
+    /**
+     * float32, four tokens ({@link #tokensByFour}): {@code out_t[c] = Σ_k a[a_t + rows[k]] · W[rows[k]][c]}, rows
+     * taken in pairs from the two halves as in {@link #i8Tokens4}: a float32 pass reads 256 bytes per row for 16 FMAs,
+     * and one stream per thread left its first pass waiting on DRAM (Qwen3 expert, 2 threads: batch 4 0.45-0.47 →
+     * 0.33-0.44 ms, 16 0.77 → 0.65-0.73 ms). bf16 stays at one row per step: two measured 7-20% slower.
+     */
     private static void f32Tokens4(float[] w, int base, int stride, int[] rows, int numRows, float[] a, int a0, int a1,
                                    int a2, int a3, float[] out0, int o0, float[] out1, int o1, float[] out2, int o2,
                                    float[] out3, int o3) {
         FloatVector p0 = FloatVector.zero(R), p1 = p0, p2 = p0, p3 = p0, q0 = p0, q1 = p0, q2 = p0, q3 = p0;
         FloatVector u0 = p0, u1 = p0, u2 = p0, u3 = p0, z0 = p0, z1 = p0, z2 = p0, z3 = p0;
-        for (int k = 0; k < numRows; k++) {
+        int half = numRows >>> 1;
+        for (int k = 0; k < half; k++) {
             int r = rows[k];
             int i = base + r * stride;
             FloatVector x0 = FloatVector.broadcast(R, a[a0 + r]);
@@ -273,6 +332,32 @@ public final class VectorPanelKernels implements PanelKernels {
             FloatVector x2 = FloatVector.broadcast(R, a[a2 + r]);
             FloatVector x3 = FloatVector.broadcast(R, a[a3 + r]);
             FloatVector d;
+            d = FloatVector.fromArray(R, w, i);
+            p0 = d.fma(x0, p0);
+            q0 = d.fma(x1, q0);
+            u0 = d.fma(x2, u0);
+            z0 = d.fma(x3, z0);
+            d = FloatVector.fromArray(R, w, i + 16);
+            p1 = d.fma(x0, p1);
+            q1 = d.fma(x1, q1);
+            u1 = d.fma(x2, u1);
+            z1 = d.fma(x3, z1);
+            d = FloatVector.fromArray(R, w, i + 32);
+            p2 = d.fma(x0, p2);
+            q2 = d.fma(x1, q2);
+            u2 = d.fma(x2, u2);
+            z2 = d.fma(x3, z2);
+            d = FloatVector.fromArray(R, w, i + 48);
+            p3 = d.fma(x0, p3);
+            q3 = d.fma(x1, q3);
+            u3 = d.fma(x2, u3);
+            z3 = d.fma(x3, z3);
+            r = rows[k + half];
+            i = base + r * stride;
+            x0 = FloatVector.broadcast(R, a[a0 + r]);
+            x1 = FloatVector.broadcast(R, a[a1 + r]);
+            x2 = FloatVector.broadcast(R, a[a2 + r]);
+            x3 = FloatVector.broadcast(R, a[a3 + r]);
             d = FloatVector.fromArray(R, w, i);
             p0 = d.fma(x0, p0);
             q0 = d.fma(x1, q0);
