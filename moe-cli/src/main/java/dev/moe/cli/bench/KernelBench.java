@@ -37,9 +37,6 @@ import picocli.CommandLine.Option;
             "Layouts: panels (64-output panels) or rows (each input channel's output row contiguous: a sparse single"
                     + " token runs as whole rows split over the threads); with both, one group measures both, and"
                     + " 'x panels' compares every row with the panels dense time of the same group.",
-            "Rows layout, batch 1: also a plain vector read of the rows each call reads, in the kernels' access"
-                    + " pattern ('read x' = all rows' read time / these rows' read time: the most skipping them can"
-                    + " gain on this machine).",
             "stdout: one JSON object per configuration; stderr: progress, then a table (--table: on stdout)."})
 public final class KernelBench implements Callable<Integer> {
     private static final String[] DEFAULT_SHAPES = {"qwen3-30b-a3b", "olmoe", "mixtral"};
@@ -94,12 +91,7 @@ public final class KernelBench implements Callable<Integer> {
                double gflops, double gflopsExecuted, double peakGflops, double speedup, double speedupVsPanels,
                double prunedX, double prunedH,
                double unionX, double unionH, boolean sparsePath, double overheadMs, double maskMs, double otherLoad,
-               int attempts, double readMs, double denseReadMs) {
-
-        /** Dense read ms / sparse read ms of the same rows ({@link RowReadCeiling}); NaN where not measured. */
-        double ceilingSpeedup() {
-            return denseReadMs / readMs;
-        }
+               int attempts) {
 
         double kernelMs() {
             return time.medianMs() - overheadMs;
@@ -140,9 +132,6 @@ public final class KernelBench implements Callable<Integer> {
                     .put("mask_ms", maskMs, 5)
                     .put("kernel_ms", kernelMs(), 5)
                     .put("mask_fraction", maskFraction(), 4)
-                    .put("read_ms", readMs, 5)
-                    .put("read_dense_ms", denseReadMs, 5)
-                    .put("read_ceiling_speedup", ceilingSpeedup(), 3)
                     .put("other_load", otherLoad, 3)
                     .put("attempts", attempts)
                     .toString();
@@ -258,16 +247,6 @@ public final class KernelBench implements Callable<Integer> {
                         layoutPools.add(buildPool(shape, type, layout, poolBytes, shapeSeed, x, maxBatch, reference,
                                 err));
                     }
-                    // The sparse rows' ceiling (plain reads of the same rows) for single tokens on whole rows
-                    RowReadCeiling ceiling = layoutList.contains(PanelMatrix.Layout.ROWS)
-                            && Arrays.stream(batchList).anyMatch(b -> b == 1)
-                            ? new RowReadCeiling(bwBuffer,
-                            Synth.gateUpBytes(type, shape.hidden(), shape.intermediate()) / shape.hidden(),
-                            shape.hidden(), Synth.downBytes(type, shape.hidden(), shape.intermediate())
-                            / shape.intermediate(), shape.intermediate(),
-                            VectorPanelKernels.sparseRowsPerPass(type), Arrays.stream(distinctThreads).max()
-                            .orElse(1))
-                            : null;
                     for (int b : batchList) {
                         for (int t : threadList) {
                             KernelPool kp = pools.get(t);
@@ -282,12 +261,10 @@ public final class KernelBench implements Callable<Integer> {
                                 List<Measured> dense = new ArrayList<>();
                                 List<List<Measured>> measured = new ArrayList<>();
                                 for (Pool pool : layoutPools) {
-                                    Measured d = measure(shape, pool, x, b, 0.0, kp, settings, stubSettings,
-                                            ceiling);
+                                    Measured d = measure(shape, pool, x, b, 0.0, kp, settings, stubSettings);
                                     List<Measured> m = new ArrayList<>();
                                     for (double s : sparsityList) {
-                                        m.add(s == 0.0 ? d : measure(shape, pool, x, b, s, kp, settings, stubSettings,
-                                                ceiling));
+                                        m.add(s == 0.0 ? d : measure(shape, pool, x, b, s, kp, settings, stubSettings));
                                     }
                                     dense.add(d);
                                     measured.add(m);
@@ -392,11 +369,11 @@ public final class KernelBench implements Callable<Integer> {
     }
 
     /** Times of one (pool, batch, sparsity, threads) and the stats of its calls. */
-    private record Measured(Measure.Result time, Measure.Result stub, StatsSum stats, Measure.Result read) {
+    private record Measured(Measure.Result time, Measure.Result stub, StatsSum stats) {
     }
 
     private Measured measure(Shapes.Expert shape, Pool pool, float[] x, int b, double s, KernelPool kp,
-                             Measure.Settings settings, Measure.Settings stubSettings, RowReadCeiling ceiling) {
+                             Measure.Settings settings, Measure.Settings stubSettings) {
         int hidden = shape.hidden();
         int inter = shape.intermediate();
         int n = pool.size();
@@ -405,10 +382,11 @@ public final class KernelBench implements Callable<Integer> {
         float thresholdX = s > 0 ? Synth.thresholdForFraction(x, 0, b * hidden, s) : Float.NaN;
         @SuppressWarnings("unchecked")
         List<ExpertFfn.Work>[] work = new List[n];
-        float[] thresholdH = new float[n];
         for (int i = 0; i < n; i++) {
-            thresholdH[i] = s > 0 ? Synth.thresholdForFraction(pool.reference()[i][2], 0, b * inter, s) : -1f;
-            SparsityThresholds th = s > 0 ? new SparsityThresholds(thresholdX, 0f, thresholdH[i], 0f) : null;
+            SparsityThresholds th = s > 0
+                    ? new SparsityThresholds(thresholdX, 0f, Synth.thresholdForFraction(pool.reference()[i][2], 0,
+                    b * inter, s), 0f)
+                    : null;
             work[i] = List.of(new ExpertFfn.Work(pool.experts()[i], xb, b, th, y));
         }
         ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, kp, 1.0);
@@ -427,21 +405,7 @@ public final class KernelBench implements Callable<Integer> {
             stubKernels.use(pool.reference()[i][0], pool.reference()[i][1]);
             stubFfn.run(work[i]);
         });
-        Measure.Result read = null;
-        if (ceiling != null && b == 1 && pool.layout() == PanelMatrix.Layout.ROWS) {
-            // The rows each call of the kernel reads (dense: all of them), read plainly in the same pattern
-            int[] gateUpRows = RowReadCeiling.activeRows(xb, 0, hidden, s > 0 ? thresholdX : -1f);
-            int[][] downRows = new int[n][];
-            for (int i = 0; i < n; i++) {
-                downRows[i] = RowReadCeiling.activeRows(pool.reference()[i][2], 0, inter, thresholdH[i]);
-            }
-            read = Measure.run(settings, () -> {
-                int i = next[0];
-                next[0] = i + 1 == n ? 0 : i + 1;
-                ceiling.read(kp, gateUpRows, downRows[i]);
-            });
-        }
-        return new Measured(time, stub, stats, read);
+        return new Measured(time, stub, stats);
     }
 
     private Row row(Shapes.Expert shape, WeightType type, Pool pool, int b, double s, int t, Measured m,
@@ -467,9 +431,7 @@ public final class KernelBench implements Callable<Integer> {
         return new Row(shape, type, pool.layout(), b, s, t, m.time(), pool.size(), pool.size() * pool.expertBytes(),
                 pool.expertBytes(), bytes / seconds / 1e9, lim.bwGbps(), usefulFlops / seconds / 1e9,
                 executedFlops / seconds / 1e9, lim.peakGflops(), speedup, speedupVsPanels, px, ph, ux, uh,
-                st.calls > 0 && st.sparseCalls == st.calls, overhead, mask, otherLoad, attempts,
-                m.read() != null ? m.read().medianMs() : Double.NaN,
-                dense.read() != null ? dense.read().medianMs() : Double.NaN);
+                st.calls > 0 && st.sparseCalls == st.calls, overhead, mask, otherLoad, attempts);
     }
 
     void printTable(PrintStream p, List<Row> rows, MachineLimits.Limits[] limits, double seconds) {
@@ -495,27 +457,22 @@ public final class KernelBench implements Callable<Integer> {
                 + " attempts in all)");
         p.println();
         p.println("  x dense = this layout's dense ms / ms; x panels = the panels layout's dense ms (same group) / ms");
-        p.println("  read x = rows layout, batch 1: a plain vector read of all rows / of the rows this row's calls read,"
-                + " in the kernels' access pattern (no arithmetic): the most skipping those rows can gain here");
         p.println();
         String header = String.format(Locale.ROOT,
-                "%-14s %-5s %-6s %5s %4s %3s %9s %7s %5s %8s %6s %7s %8s %6s %11s %11s %8s %6s %5s",
+                "%-14s %-5s %-6s %5s %4s %3s %9s %7s %5s %8s %6s %7s %8s %11s %11s %8s %6s %5s",
                 "shape", "dtype", "layout", "batch", "spar", "thr", "ms", "GB/s", "%bw", "GFLOP/s", "%peak", "x dense",
-                "x panels", "read x", "pruned x/h", "union x/h", "mask ms", "mask%", "other");
+                "x panels", "pruned x/h", "union x/h", "mask ms", "mask%", "other");
         p.println(header);
         p.println("-".repeat(header.length()));
         for (Row r : rows) {
             String vsPanels = Double.isNaN(r.speedupVsPanels()) ? "-"
                     : String.format(Locale.ROOT, "%.2fx", r.speedupVsPanels());
-            String read = Double.isNaN(r.ceilingSpeedup()) ? "-"
-                    : String.format(Locale.ROOT, "%.2fx", r.ceilingSpeedup());
-            p.printf(Locale.ROOT, "%-14s %-5s %-6s %5d %4.2f %3d %9.4f %7.1f %4.0f%% %8.1f %5.0f%% %6.2fx %8s %6s"
+            p.printf(Locale.ROOT, "%-14s %-5s %-6s %5d %4.2f %3d %9.4f %7.1f %4.0f%% %8.1f %5.0f%% %6.2fx %8s"
                             + " %5.2f/%5.2f %5.2f/%5.2f %8.4f %5.1f%% %5.2f%n",
                     r.shape().name(), r.type().name().toLowerCase(Locale.ROOT),
                     r.layout().name().toLowerCase(Locale.ROOT), r.batch(), r.sparsity(), r.threads(),
                     r.time().medianMs(), r.weightGbps(), 100 * r.weightGbps() / r.bwGbps(), r.gflops(),
-                    100 * r.gflopsExecuted() / r.peakGflops(), r.speedup(), vsPanels, read, r.prunedX(), r.prunedH(),
-                    r.unionX(),
+                    100 * r.gflopsExecuted() / r.peakGflops(), r.speedup(), vsPanels, r.prunedX(), r.prunedH(), r.unionX(),
                     r.unionH(), r.maskMs(), 100 * r.maskFraction(), r.otherLoad());
         }
         printTargets(p, rows);
@@ -540,10 +497,8 @@ public final class KernelBench implements Callable<Integer> {
                 // Against the fastest dense there is: the panels layout's when it was measured in the same group.
                 double x = Double.isNaN(r.speedupVsPanels()) ? r.speedup() : r.speedupVsPanels();
                 double target = r.sparsity() == 0.5 ? 1.7 : 2.4;
-                String ceiling = Double.isNaN(r.ceilingSpeedup()) ? "" : String.format(Locale.ROOT,
-                        "  (a plain read of the same rows: %.2fx)", r.ceilingSpeedup());
-                p.printf(Locale.ROOT, "  sparsity %.1f batch 1 >= %.1fx dense        %-40s %5.2fx  %s%s%n",
-                        r.sparsity(), target, id, x, x >= target ? "ok" : "MISS", ceiling);
+                p.printf(Locale.ROOT, "  sparsity %.1f batch 1 >= %.1fx dense        %-40s %5.2fx  %s%n", r.sparsity(),
+                        target, id, x, x >= target ? "ok" : "MISS");
             }
             if (r.sparsity() == 0 && r.batch() == 16) {
                 boolean ok = peakFraction >= 0.5 || bwFraction >= 0.8;

@@ -828,15 +828,6 @@ public final class VectorPanelKernels implements PanelKernels {
         return VectorShuffle.fromArray(R, source, 0);
     }
 
-    /**
-     * Rows read side by side per pass of a single token's sparse whole rows ({@link #accumulateRows}): eight on 16
-     * lanes for bf16 and int8, else four. {@code bin/moe bench kernel} reads the same rows in this pattern as the
-     * sparse path's ceiling.
-     */
-    public static int sparseRowsPerPass(WeightType type) {
-        return WIDE && type != WeightType.F32 ? SPARSE_PASS : ROW_PASS;
-    }
-
     @Override
     public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, float[] acc) {
         if (from >= to) {
@@ -872,7 +863,7 @@ public final class VectorPanelKernels implements PanelKernels {
         // run the prefetcher must pick up anew, so more rows in flight at once hide more of that latency (bf16 and
         // int8, Qwen3 expert, 2 threads: 13-22% faster than four rows per pass at sparsity 0.5 and 0.7; sixteen rows
         // measured no better; dense, four long streams stay faster).
-        boolean sparse = sparseRowsPerPass(m.type) == SPARSE_PASS && to - from >= SPARSE_PASS
+        boolean sparse = WIDE && m.type != WeightType.F32 && to - from >= SPARSE_PASS
                 && rows[to - 1] - rows[from] + 1 > to - from;
         int perPass = sparse ? SPARSE_PASS : ROW_PASS;
         // Every pass is full: the last part is up to perPass − 1 rows short, and its missing places repeat the pass's
