@@ -228,7 +228,7 @@ public final class VectorPanelKernels implements PanelKernels {
      * each 16-code load widened once (B2F cast), scaled by its block's scale and fed to the four tokens' FMAs. Each
      * step takes row k and row k + numRows/2 (numRows even): two weight streams per thread, 32 FMAs per step. Against
      * one row per step (Qwen3 expert, 2 threads, PANELS dense): batch 4 0.20-0.21 → 0.19-0.20 ms, 16 0.57-0.58 →
-     * 0.51-0.53 ms (49 → 52-55% of the FMA peak), 64 2.03-2.09 → 1.91 ms.
+     * 0.51-0.53 ms (49 → 52-55% of the FMA peak), 64 2.03-2.09 → 1.86-1.91 ms.
      */
     private static void i8Tokens4(byte[] w, float[] scales, int base, int stride, int[] rows, int numRows, float[] a,
                                   int a0, int a1, int a2, int a3, float[] out0, int o0, float[] out1, int o1,
@@ -316,7 +316,7 @@ public final class VectorPanelKernels implements PanelKernels {
      * float32, four tokens ({@link #tokensByFour}): {@code out_t[c] = Σ_k a[a_t + rows[k]] · W[rows[k]][c]}, rows
      * taken in pairs from the two halves as in {@link #i8Tokens4}: a float32 pass reads 256 bytes per row for 16 FMAs,
      * and one stream per thread left its first pass waiting on DRAM (Qwen3 expert, 2 threads: batch 4 0.45-0.47 →
-     * 0.33-0.44 ms, 16 0.77 → 0.65-0.73 ms). bf16 stays at one row per step: two measured 7-20% slower.
+     * 0.29-0.44 ms, 16 0.77 → 0.61-0.73 ms). bf16 stays at one row per step: two measured 7-20% slower.
      */
     private static void f32Tokens4(float[] w, int base, int stride, int[] rows, int numRows, float[] a, int a0, int a1,
                                    int a2, int a3, float[] out0, int o0, float[] out1, int o1, float[] out2, int o2,
