@@ -999,10 +999,10 @@ public final class VectorPanelKernels implements PanelKernels {
      * int8: each row's block scale is broadcast (from memory) and multiplied by the row's broadcast activation once per
      * two vectors of columns (2·L ≤ 32, so both share one block): one vector multiply where a scalar multiply and a
      * register broadcast took two vector-unit operations (dense rows 0.105-0.111 → 0.100 ms, {@link #i8Panels4} 2%
-     * faster; the same products, bit for bit); each L-byte load is widened by one B2F cast. The two vectors are written out, with an
-     * accumulator each: as an inner loop over a block's vectors they stayed a loop in C2's code, whose overhead was
-     * paid per two vectors (Qwen3 gate/up rows from L2, one thread: 27 → 38 GB/s; from DRAM, sparsity 0.5: +9-13%).
-     * Columns stay in order (no lane shuffle, unlike bf16).
+     * faster; the same products, bit for bit); each L-byte load is widened by one B2F cast. The two vectors are written
+     * out, with an accumulator each: as an inner loop over a block's vectors they stayed a loop in C2's code, whose
+     * overhead was paid per two vectors (Qwen3 gate/up rows from L2, one thread: 27 → 38 GB/s; from DRAM, sparsity 0.5:
+     * +9-13%). Columns stay in order (no lane shuffle, unlike bf16).
      */
     private static void i8Rows4(byte[] w, float[] scales, int[] base, float[] xs, float[] acc, int accOff,
                                 int columns) {
