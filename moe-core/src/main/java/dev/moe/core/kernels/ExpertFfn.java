@@ -187,7 +187,7 @@ public final class ExpertFfn {
                           float mode) {
         int[] all = ALL_ROWS.computeIfAbsent(channels, ExpertFfn::identity);
         if (Float.isNaN(threshold)) {
-            return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
+            return dense(values, channels, all);
         }
         scratch.reserve(numTokens * channels, channels);
         float[] pruned = scratch.pruned; // every value written by prune
@@ -201,14 +201,14 @@ public final class ExpertFfn {
             int done = t + 1;
             if (done < numTokens && (done & (done - 1)) == 0
                     && kernels.activeRows(active, channels, scratch.rows) > sparseCrossover * channels) {
-                return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
+                return dense(values, channels, all);
             }
         }
         int[] rows = scratch.rows;
         int numRows = kernels.activeRows(active, channels, rows);
         double density = (double) numRows / channels;
         if (density > sparseCrossover) {
-            return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
+            return dense(values, channels, all);
         }
         return new Input(pruned, channels, rows, numRows, mode,
                 new ProjectionStats(true, density, (double) prunedCount / ((long) numTokens * channels)));
@@ -229,6 +229,11 @@ public final class ExpertFfn {
      */
     private static boolean wholeRows(PanelMatrix m, int numTokens) {
         return m.layout == PanelMatrix.Layout.ROWS && numTokens <= MAX_ROW_TOKENS;
+    }
+
+    /** The projection's raw inputs, all rows: dense and exact. */
+    private static Input dense(float[] values, int channels, int[] all) {
+        return new Input(values, channels, all, channels, 0f, new ProjectionStats(false, 1.0, 0.0));
     }
 
     /**

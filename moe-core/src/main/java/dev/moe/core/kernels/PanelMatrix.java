@@ -177,7 +177,11 @@ public final class PanelMatrix {
 
     /** The weight at {@code (panel, row, col)}, dequantised: what every kernel multiplies by. */
     public float weight(int panel, int row, int col) {
-        int index = chunkOffset(panel, row) + col;
+        return element(chunkOffset(panel, row) + col);
+    }
+
+    /** The weight stored at element {@code index} (a chunk's offset plus its column), dequantised. */
+    float element(int index) {
         return switch (type) {
             case F32 -> f32[index];
             case BF16 -> {

@@ -149,7 +149,7 @@ public final class VectorPanelKernels implements PanelKernels {
                                float[] out) {
         int e = base + r * stride;
         for (int c = 0; c < W; c++) {
-            float w = m.type == WeightType.F32 ? m.f32[e + c] : m.i8[e + c] * m.scales[(e + c) >>> 5];
+            float w = m.element(e + c);
             for (int t = 0; t < numTokens; t++) {
                 out[t * W + c] += a[t * aStride + r] * w;
             }
