@@ -1060,9 +1060,12 @@ public final class VectorPanelKernels implements PanelKernels {
         FloatVector x6 = FloatVector.broadcast(R, xs[6]);
         int b7 = base[7] >>> 1;
         FloatVector x7 = FloatVector.broadcast(R, xs[7]);
-        for (int c = 0; c < columns; c += 2 * L) {
-            int o = accOff + c;
-            int i = c >>> 1;
+        // The loop runs over the int index (two weights per int), so every index in it is the loop variable plus an
+        // invariant (b0 + i, accOff + 2·i) and C2 checks the bounds once before the loop; over the column c with
+        // i = c >>> 1 it checked each weight load (standalone driver, Qwen3 rows, 2 threads, half the rows: 42 → 48
+        // GB/s; all rows 53 → 56).
+        for (int i = 0; i < columns >>> 1; i += L) {
+            int o = accOff + 2 * i;
             FloatVector lo = FloatVector.fromArray(R, acc, o), hi = FloatVector.fromArray(R, acc, o + L);
             IntVector v;
             v = IntVector.fromArray(RI, w, b0 + i);
