@@ -5,6 +5,7 @@ import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.config.MoeConfig;
 import dev.moe.core.kernels.ExpertFfn;
 import dev.moe.core.kernels.KernelPool;
+import dev.moe.core.kernels.KernelWarmup;
 import dev.moe.core.kernels.VectorPanelKernels;
 import dev.moe.core.sparsity.SparsityProfile;
 import dev.moe.expert.metrics.ExpertMetrics;
@@ -78,8 +79,32 @@ public class ExpertConfiguration {
                 shard.weightType(), shard.weightBytes(), pool::waitingCallers);
     }
 
+    /**
+     * Runs the kernels of this server's weight type and layout (and its sparse path, with thresholds) before the gRPC
+     * server is created, which depends on it: a pod is not ready until its kernels are compiled.
+     */
     @Bean
-    ExpertComputer expertComputer(KernelPool pool, ExpertServerProperties properties) {
+    KernelWarmup.Result kernelWarmup(KernelPool pool, ExpertShard shard, ExpertServerProperties properties) {
+        if (properties.warmup().isZero()) {
+            return new KernelWarmup.Result(0, 0, 0);
+        }
+        log.info("{}: warming up the {} {} kernels{} for {} before serving", properties.serverId(),
+                shard.weightType(), properties.layout(), shard.sparsityEnabled() ? " (dense and sparse)" : "",
+                properties.warmup());
+        KernelWarmup.Result result = KernelWarmup.once(shard.weightType(), properties.layout(),
+                shard.sparsityEnabled(), pool, properties.warmup());
+        if (result.calls() == 0) {
+            log.info("{}: kernels already warm in this JVM", properties.serverId());
+        } else {
+            log.info("{}: kernels warm: {} small FFN calls in {} s", properties.serverId(), result.calls(),
+                    String.format(java.util.Locale.ROOT, "%.1f", result.seconds()));
+        }
+        return result;
+    }
+
+    @Bean
+    ExpertComputer expertComputer(KernelPool pool, ExpertServerProperties properties,
+                                  KernelWarmup.Result kernelWarmup) {
         return new ExpertComputer(new ExpertFfn(VectorPanelKernels.INSTANCE, pool, properties.sparseCrossover()));
     }
 

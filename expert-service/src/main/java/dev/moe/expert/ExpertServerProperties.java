@@ -4,6 +4,7 @@ import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.WeightType;
 import dev.moe.core.placement.ExpertPlacement;
 import java.nio.file.Path;
+import java.time.Duration;
 import org.springframework.boot.context.properties.ConfigurationProperties;
 
 /**
@@ -27,12 +28,16 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  *                    row contiguous, so a pruned channel skips one contiguous run). Default: ROWS with a thresholds
  *                    file (sparse decode reads whole rows), PANELS without (dense, ROWS runs at about 0.9-1.0x of
  *                    PANELS for bf16 and 0.8-0.9x for int8 at 1-4 tokens per expert)
+ * @param warmup      how long the kernels run on small random experts before the server listens, so that its first
+ *                    calls do not run them interpreted (the first call of a cold JVM is hundreds of times slower);
+ *                    default 2s, 0 to skip; paid once per JVM and weight type/layout
  */
 @ConfigurationProperties("moe.expert")
 public record ExpertServerProperties(Path model, String serverId, Integer serverIndex, Integer numServers,
                                      ExpertPlacement.Strategy placement, String experts, Integer maxTokensPerCall,
                                      WeightType weights, Path sparsity, Double sparseCrossover, Integer kernelThreads,
-                                     Integer podIndex, Metrics metrics, PanelMatrix.Layout layout) {
+                                     Integer podIndex, Metrics metrics, PanelMatrix.Layout layout,
+                                     Duration warmup) {
 
     /**
      * Metrics ({@code moe.expert.metrics.*}).
@@ -60,6 +65,10 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         sparseCrossover = sparseCrossover == null ? defaultSparseCrossover(weights, layout) : sparseCrossover;
         kernelThreads = kernelThreads == null ? Runtime.getRuntime().availableProcessors() : kernelThreads;
         metrics = metrics == null ? new Metrics(false) : metrics;
+        warmup = warmup == null ? Duration.ofSeconds(2) : warmup;
+        if (warmup.isNegative()) {
+            throw new IllegalArgumentException("moe.expert.warmup " + warmup + " must not be negative (0 skips it)");
+        }
     }
 
     /** {@link #defaultSparseCrossover(WeightType, PanelMatrix.Layout)} on {@link PanelMatrix.Layout#PANELS}. */

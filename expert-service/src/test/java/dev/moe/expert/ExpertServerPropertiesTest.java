@@ -7,6 +7,7 @@ import dev.moe.core.placement.ExpertPlacement.Strategy;
 import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.WeightType;
 import java.nio.file.Path;
+import java.time.Duration;
 import org.junit.jupiter.api.Test;
 
 class ExpertServerPropertiesTest {
@@ -14,13 +15,13 @@ class ExpertServerPropertiesTest {
     private static ExpertServerProperties props(String serverId, Integer index, Integer numServers, Strategy placement,
                                                 String experts) {
         return new ExpertServerProperties(null, serverId, index, numServers, placement, experts, null, null, null, null,
-                null, null, null, null);
+                null, null, null, null, null);
     }
 
     @Test
     void defaults() {
         ExpertServerProperties p = new ExpertServerProperties(null, null, null, null, null, null, null, null, null, null,
-                null, null, null, null);
+                null, null, null, null, null);
 
         assertThat(p.model()).isNull();
         assertThat(p.serverIndex()).isEqualTo(0);
@@ -36,20 +37,31 @@ class ExpertServerPropertiesTest {
         assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
         assertThat(p.metrics().layerTag()).isFalse();
         assertThat(p.layout()).isEqualTo(PanelMatrix.Layout.PANELS);
+        assertThat(p.warmup()).isEqualTo(Duration.ofSeconds(2));
+    }
+
+    @Test
+    void warmupCanBeSkippedButNotNegative() {
+        assertThat(new ExpertServerProperties(null, null, null, null, null, null, null, null, null, null, null, null,
+                null, null, Duration.ZERO).warmup()).isZero();
+        assertThatThrownBy(() -> new ExpertServerProperties(null, null, null, null, null, null, null, null, null, null,
+                null, null, null, null, Duration.ofSeconds(-1)))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("moe.expert.warmup PT-1S must not be negative");
     }
 
     @Test
     void aThresholdsFileDefaultsToRowsWithTheirCrossover() {
         ExpertServerProperties sparse = new ExpertServerProperties(null, null, null, null, null, null, null,
-                WeightType.INT8, Path.of("/t.json"), null, null, null, null, null);
+                WeightType.INT8, Path.of("/t.json"), null, null, null, null, null, null);
         assertThat(sparse.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
         assertThat(sparse.sparseCrossover()).isEqualTo(0.6); // the INT8 rows default
         ExpertServerProperties panels = new ExpertServerProperties(null, null, null, null, null, null, null,
-                WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.PANELS);
+                WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.PANELS, null);
         assertThat(panels.layout()).isEqualTo(PanelMatrix.Layout.PANELS); // an explicit layout wins
         assertThat(panels.sparseCrossover()).isEqualTo(0.1);
         ExpertServerProperties crossover = new ExpertServerProperties(null, null, null, null, null, null, null,
-                WeightType.BF16, Path.of("/t.json"), 0.9, null, null, null, null);
+                WeightType.BF16, Path.of("/t.json"), 0.9, null, null, null, null, null);
         assertThat(crossover.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
         assertThat(crossover.sparseCrossover()).isEqualTo(0.9); // an explicit crossover wins
     }
@@ -66,19 +78,19 @@ class ExpertServerPropertiesTest {
         // 3 shards x 2 replicas: pods 0..5 host shards 0,1,2,0,1,2
         for (int pod = 0; pod < 6; pod++) {
             ExpertServerProperties p = new ExpertServerProperties(null, null, null, 3, null, null, null, null, null, null,
-                    null, pod, null, null);
+                    null, pod, null, null, null);
             assertThat(p.serverIndex()).isEqualTo(pod % 3);
             assertThat(p.hostedExperts(9)).containsExactly(3 * (pod % 3), 3 * (pod % 3) + 1, 3 * (pod % 3) + 2);
         }
         org.assertj.core.api.Assertions.assertThatThrownBy(() -> new ExpertServerProperties(null, null, null, 3, null,
-                null, null, null, null, null, null, -1, null, null)).hasMessageContaining("pod-index -1");
+                null, null, null, null, null, null, -1, null, null, null)).hasMessageContaining("pod-index -1");
     }
 
     @Test
     void explicitValuesAreKept() {
         ExpertServerProperties p = new ExpertServerProperties(Path.of("/models/qwen"), "pod-a", 2, 5,
                 Strategy.STRIDED, "1,3", 128, WeightType.INT8, Path.of("/t.json"), 0.5, 3, null,
-                new ExpertServerProperties.Metrics(true), PanelMatrix.Layout.PANELS);
+                new ExpertServerProperties.Metrics(true), PanelMatrix.Layout.PANELS, Duration.ofMillis(500));
 
         assertThat(p.model()).isEqualTo(Path.of("/models/qwen"));
         assertThat(p.serverId()).isEqualTo("pod-a");
@@ -90,6 +102,7 @@ class ExpertServerPropertiesTest {
         assertThat(p.sparsity()).isEqualTo(Path.of("/t.json"));
         assertThat(p.sparseCrossover()).isEqualTo(0.5);
         assertThat(p.kernelThreads()).isEqualTo(3);
+        assertThat(p.warmup()).isEqualTo(Duration.ofMillis(500));
     }
 
     @Test

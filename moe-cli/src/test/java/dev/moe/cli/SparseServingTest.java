@@ -8,6 +8,9 @@ import dev.moe.core.checkpoint.SyntheticCheckpoint;
 import dev.moe.core.checkpoint.SyntheticCheckpoint.Spec;
 import dev.moe.core.config.ModelFamily;
 import dev.moe.core.config.MoeConfig;
+import dev.moe.core.kernels.KernelWarmup;
+import dev.moe.core.kernels.PanelMatrix;
+import dev.moe.core.kernels.WeightType;
 import dev.moe.core.oracle.ReferenceMoeBlock;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
 import dev.moe.proto.expert.v1.DescribeShardRequest;
@@ -45,6 +48,11 @@ class SparseServingTest {
                         // always prune: this test is about what pruning does, not whether it pays on this machine
                         "moe.expert.sparse-crossover", "1.0"));
         try (Checkpoint checkpoint = Checkpoint.open(model); EmbeddedCluster cluster = EmbeddedCluster.start(options)) {
+            // the expert servers ran their kernels (F32 here, this layout, dense and sparse) before they listened
+            assertThat(KernelWarmup.isWarm(WeightType.F32, PanelMatrix.Layout.valueOf(layout), true)).isTrue();
+            for (EmbeddedCluster.Service expert : cluster.experts()) {
+                assertThat(expert.context().getBean(KernelWarmup.Result.class)).isNotNull();
+            }
             MoeConfig config = MoeConfig.from(checkpoint.config()).validate();
             ManagedChannel channel = RouterCalls.channel(cluster.routerAddress());
             SplittableRandom random = new SplittableRandom(99); // held out: calibration used its own seed

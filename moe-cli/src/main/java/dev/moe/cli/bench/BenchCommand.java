@@ -4,8 +4,9 @@ import picocli.CommandLine.Command;
 
 /** {@code moe bench}: measurement harnesses for the expert kernels and one MoE layer (not tests: numbers). */
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = "Benchmarks: expert FFN kernels against the machine's limits, and one MoE layer in process.",
-        subcommands = {KernelBench.class, LayerBench.class})
+        description = "Benchmarks: expert FFN kernels against the machine's limits, one MoE layer in process, and the"
+                + " first calls of a fresh JVM after the kernel warm-up.",
+        subcommands = {KernelBench.class, LayerBench.class, WarmupBench.class})
 public final class BenchCommand implements Runnable {
 
     @picocli.CommandLine.Spec
@@ -13,6 +14,6 @@ public final class BenchCommand implements Runnable {
 
     @Override
     public void run() {
-        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "bench needs a subcommand: kernel or layer");
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "bench needs a subcommand: kernel, layer or warmup");
     }
 }

@@ -266,6 +266,27 @@ class BenchCommandTest {
     }
 
     @Test
+    void warmupTimesEachFirstCallAfterTheKernelWarmup() {
+        int code = MoeCli.run("bench", "warmup", "--shape", "16x4x64x96", "--dtype", "int8", "--layout", "rows",
+                "--budget", "50ms", "--calls", "7", "--threads", "2");
+        assertThat(code).as(streams.stderr()).isZero();
+        List<JsonNode> lines = jsonLines();
+        assertThat(lines).hasSize(1);
+        JsonNode row = lines.get(0);
+        assertThat(row.get("bench").asString()).isEqualTo("warmup");
+        assertThat(row.get("dtype").asString()).isEqualTo("int8");
+        assertThat(row.get("layout").asString()).isEqualTo("rows");
+        assertThat(row.get("experts").asInt()).isEqualTo(4); // the shape's top-k
+        assertThat(row.get("warmup_calls").asLong()).isPositive(); // at least one round, however short the budget
+        assertThat(row.get("call_ms")).hasSize(7).allSatisfy(ms -> assertThat(ms.asDouble()).isPositive());
+        assertThat(streams.stderr()).contains("call    1:").contains("call    7:");
+
+        assertThat(MoeCli.run("bench", "warmup", "--budget", "soon")).isEqualTo(2);
+        assertThat(MoeCli.run("bench", "warmup", "--calls", "0")).isEqualTo(2);
+        assertThat(MoeCli.run("bench", "warmup", "--dtype", "fp4")).isEqualTo(2);
+    }
+
+    @Test
     void badUsageIsExitCodeTwo() {
         assertThat(run("bench", "layer")).isEqualTo(2);
         assertThat(run("bench", "kernel", "--sparsity", "1.5")).isEqualTo(2);
