@@ -101,6 +101,13 @@ class KubernetesDiscoveryTest {
                     boolean ready = i % 2 == 1;
                     pods.withName("expert-1").edit(p -> ready(p, ready));
                 }
+                // Coverage alone can be an intermediate Ready state of the churn with later flips still on their
+                // way. Watch events arrive in order: once a marker pod created after the churn is in the table,
+                // every flip before it has been applied.
+                pods.resource(pod("marker", "uid-marker", expertA.address(), true)).create();
+                await(() -> servers(directory).contains(expertA.address()));
+                pods.withName("marker").delete();
+                await(() -> !servers(directory).contains(expertA.address()));
                 assertThat(directory.awaitCoverage(Duration.ofSeconds(30))).isTrue();
                 await(() -> channels.size() == 2);
                 assertThat(servers(directory)).containsExactlyInAnyOrder(expertC.address(), expertB.address());
