@@ -15,6 +15,7 @@ import dev.moe.expert.shard.ExpertShard;
 import io.grpc.Status;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.util.Arrays;
+import java.util.Locale;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.springframework.context.annotation.Bean;
@@ -97,7 +98,7 @@ public class ExpertConfiguration {
             log.info("{}: kernels already warm in this JVM", properties.serverId());
         } else {
             log.info("{}: kernels warm: {} small FFN calls in {} s", properties.serverId(), result.calls(),
-                    String.format(java.util.Locale.ROOT, "%.1f", result.seconds()));
+                    String.format(Locale.ROOT, "%.1f", result.seconds()));
         }
         return result;
     }

@@ -11,9 +11,10 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * Gets the Vector API kernels compiled by C2 before anything depends on their speed. Interpreted or C1-compiled Vector
- * API code boxes every vector: on a cold JVM the first call of eight Qwen3 experts (bf16, one token) took 594 ms, the
- * second 107, then 3-7 ms until about the hundredth call reached the steady 1.05 ms. An expert server runs this before
- * it starts listening, so a new pod is not ready until its kernels are; the benchmarks run it before timing.
+ * API code boxes every vector: on a cold JVM the first call of eight Qwen3 experts (bf16, one token, 2 threads) took
+ * 426 ms, the second 90, then 3-9 ms until about the seventieth reached the steady 0.9-1.1 ms; after two seconds of
+ * this, the first took 1.4 ms ({@code bin/moe bench warmup}). An expert server runs it before it starts listening, so
+ * a new pod is not ready until its kernels are; the benchmarks run it before timing.
  *
  * <p>Runs a small random expert (hidden 256, intermediate 192, four of them) through {@link ExpertFfn} on the given
  * pool: one token and groups of tokens, full and partial groups of four, beyond the whole-row limit, one and several
