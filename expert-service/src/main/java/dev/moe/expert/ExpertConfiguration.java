@@ -57,7 +57,7 @@ public class ExpertConfiguration {
         }
         ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, properties.weights(), properties.layout(),
                 thresholds, line -> log.info("{}: {}", properties.serverId(), line));
-        log.info("{}: ready, model fingerprint {}", properties.serverId(), shard.fingerprint());
+        log.info("{}: experts loaded, model fingerprint {}", properties.serverId(), shard.fingerprint());
         return shard;
     }
 
@@ -89,17 +89,18 @@ public class ExpertConfiguration {
         if (properties.warmup().isZero()) {
             return new KernelWarmup.Result(0, 0, 0);
         }
-        log.info("{}: warming up the {} {} kernels{} for {} before serving", properties.serverId(),
+        if (KernelWarmup.isWarm(shard.weightType(), properties.layout(), shard.sparsityEnabled())) {
+            log.info("{}: {} {} kernels already warm in this JVM", properties.serverId(), shard.weightType(),
+                    properties.layout());
+            return new KernelWarmup.Result(0, 0, 0);
+        }
+        log.info("{}: warming up the {} {} kernels{} for {} s before serving", properties.serverId(),
                 shard.weightType(), properties.layout(), shard.sparsityEnabled() ? " (dense and sparse)" : "",
-                properties.warmup());
+                String.format(Locale.ROOT, "%.1f", properties.warmup().toMillis() / 1000.0));
         KernelWarmup.Result result = KernelWarmup.once(shard.weightType(), properties.layout(),
                 shard.sparsityEnabled(), pool, properties.warmup());
-        if (result.calls() == 0) {
-            log.info("{}: kernels already warm in this JVM", properties.serverId());
-        } else {
-            log.info("{}: kernels warm: {} small FFN calls in {} s", properties.serverId(), result.calls(),
-                    String.format(Locale.ROOT, "%.1f", result.seconds()));
-        }
+        log.info("{}: kernels warm: {} small FFN calls in {} s", properties.serverId(), result.calls(),
+                String.format(Locale.ROOT, "%.1f", result.seconds()));
         return result;
     }
 
