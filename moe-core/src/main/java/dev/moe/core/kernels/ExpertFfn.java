@@ -175,7 +175,13 @@ public final class ExpertFfn {
         for (int w = 0; w < n; w++) {
             stats[w] = new Stats(gateUpInputs[w].stats(), downInputs[w].stats());
         }
+        scratch.trim();
         return stats;
+    }
+
+    /** Floats of scratch the calling thread keeps between calls (at most about {@link CallScratch#RETAINED_FLOATS}). */
+    static long retainedScratchFloats() {
+        return CALL_SCRATCH.get().retainedFloats();
     }
 
     /**
@@ -189,12 +195,20 @@ public final class ExpertFfn {
         if (Float.isNaN(threshold)) {
             return dense(values, channels, all);
         }
-        scratch.reserve(numTokens * channels, channels);
-        float[] pruned = scratch.pruned; // every value written by prune
+        scratch.reserve(channels);
+        // Room for two tokens at first, doubled at each check below: a batch that stops after a token or two never
+        // allocates (and zeroes) numTokens × channels values it will not use
+        int capacity = Math.min(numTokens, 2);
+        float[] pruned = scratch.pruned.length >= capacity * channels ? scratch.pruned : new float[capacity * channels];
+        capacity = Math.min(numTokens, pruned.length / channels);
         float[] active = scratch.active; // 1 where some token keeps the channel
         java.util.Arrays.fill(active, 0, channels, 0f);
         long prunedCount = 0;
         for (int t = 0; t < numTokens; t++) {
+            if (t == capacity) {
+                capacity = Math.min(numTokens, 2 * capacity);
+                pruned = java.util.Arrays.copyOf(pruned, capacity * channels);
+            }
             prunedCount += kernels.prune(values, t * channels, channels, mode, threshold, pruned, t * channels, active);
             // The union only grows: once it is over the crossover the projection runs dense whatever the other tokens
             // keep, so stop pruning (checked after 1, 2, 4, ... tokens; at sparsity 0.5 a batch stops after one or two)
@@ -204,6 +218,7 @@ public final class ExpertFfn {
                 return dense(values, channels, all);
             }
         }
+        scratch.pruned = pruned; // kept for the next call (run() trims what a thread keeps)
         int[] rows = scratch.rows;
         int numRows = kernels.activeRows(active, channels, rows);
         double density = (double) numRows / channels;
@@ -356,10 +371,7 @@ public final class ExpertFfn {
         float[] active = new float[0];
         int[] rows = new int[0];
 
-        void reserve(int values, int channels) {
-            if (pruned.length < values) {
-                pruned = new float[values];
-            }
+        void reserve(int channels) {
             if (active.length < channels) {
                 active = new float[channels];
                 rows = new int[channels];
@@ -369,12 +381,42 @@ public final class ExpertFfn {
 
     /**
      * A calling thread's scratch: whole-row accumulators (slot s is written by the one pool unit that owns it during a
-     * loop, then summed by the caller) and pruning buffers (one per projection of each work item). Grown on demand,
-     * never shrunk.
+     * loop, then summed by the caller) and pruning buffers (one per projection of each work item). Grown on demand;
+     * after each call {@link #trim} keeps at most {@link #RETAINED_FLOATS} of it, so a thread that once served a
+     * big batch (16384 tokens × 8 experts of 2048 + 768 channels would be 1.5 GB) does not hold it for good.
      */
     private static final class CallScratch {
+        /** Floats a calling thread keeps between calls: 16 MiB (the buffers of 64 experts × 16 tokens × 2048 + 768). */
+        static final long RETAINED_FLOATS = 4L << 20;
+
         private float[][] slots = new float[0][];
         private PruneScratch[] prune = new PruneScratch[0];
+
+        /** Drops buffers, last first, until what is kept fits in {@link #RETAINED_FLOATS}. */
+        void trim() {
+            long kept = retainedFloats();
+            for (int i = prune.length - 1; i >= 0 && kept > RETAINED_FLOATS; i--) {
+                kept -= prune[i].pruned.length;
+                prune[i].pruned = new float[0];
+            }
+            for (int s = slots.length - 1; s >= 0 && kept > RETAINED_FLOATS; s--) {
+                if (slots[s] != null) {
+                    kept -= slots[s].length;
+                    slots[s] = null;
+                }
+            }
+        }
+
+        long retainedFloats() {
+            long floats = 0;
+            for (PruneScratch p : prune) {
+                floats += p.pruned.length + p.active.length + p.rows.length;
+            }
+            for (float[] slot : slots) {
+                floats += slot == null ? 0 : slot.length;
+            }
+            return floats;
+        }
 
         /** The pruning buffers of projection {@code index} (gate/up of item w at 2w, its down at 2w + 1). */
         PruneScratch scratch(int index) {

@@ -120,7 +120,8 @@ class ExpertFfnTest {
     @ParameterizedTest(name = "{0} mode centering {1} tokens={2} {3}")
     @CsvSource({"F32,false,3,PANELS", "F32,true,3,PANELS", "INT8,false,3,PANELS", "BF16,true,3,PANELS",
             "BF16,false,1,PANELS", "F32,false,1,ROWS", "F32,true,1,ROWS", "INT8,false,1,ROWS", "INT8,true,1,ROWS",
-            "BF16,false,1,ROWS", "BF16,true,1,ROWS", "BF16,true,3,ROWS", "INT8,false,3,ROWS"})
+            "BF16,false,1,ROWS", "BF16,true,1,ROWS", "BF16,true,3,ROWS", "INT8,false,3,ROWS", "F32,false,5,PANELS",
+            "F32,true,17,PANELS", "F32,true,9,ROWS"})
     void sparsePathComputesThePrunedExpert(WeightType type, boolean centering, int tokens, Layout layout) {
         int hidden = 72;
         int inter = 45;
@@ -235,6 +236,38 @@ class ExpertFfnTest {
         assertThat(stats[0].gateUp().prunedFraction()).isEqualTo(sparse ? 1 - 8.0 / 64 : 0.0);
         for (int o = 0; o < y.length; o++) { // the pruned inputs were zero: same result either way
             assertThat(y[o]).as("out %d", o).isCloseTo(dense[o], org.assertj.core.data.Offset.offset(1e-5f));
+        }
+    }
+
+    /**
+     * A thread that served a big sparse batch keeps at most the retention budget of scratch afterwards, and the next
+     * call (whose buffers may have been dropped) is still right.
+     */
+    @Test
+    void aBigBatchLeavesBoundedScratchBehind() {
+        int hidden = 256;
+        int inter = 64;
+        Weights w = Weights.random(hidden, inter, 23);
+        PackedExpert packed = PackedExpert.pack(hidden, inter, w.gate(), w.up(), w.down(), WeightType.F32);
+        SparsityThresholds thresholds = new SparsityThresholds(0.6f, 0f, 0.05f, 0f);
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 1.0);
+        int tokens = 12_000; // 12000 × 256 pruned x values per expert: 3 M floats, two experts over the budget
+        float[] big = input(tokens, hidden, 32);
+        ffn.run(List.of(new ExpertFfn.Work(packed, big, tokens, thresholds, new float[tokens * hidden]),
+                new ExpertFfn.Work(packed, big, tokens, thresholds, new float[tokens * hidden])));
+
+        assertThat(ExpertFfn.retainedScratchFloats()).isLessThanOrEqualTo(4L << 20)
+                .isGreaterThan(0); // the first expert's buffers stay: the budget is used, not emptied
+
+        float[] x = input(3, hidden, 33);
+        float[] y = new float[3 * hidden];
+        ffn.run(List.of(new ExpertFfn.Work(packed, x, 3, thresholds, y),
+                new ExpertFfn.Work(packed, x, 3, thresholds, new float[3 * hidden])));
+        for (int t = 0; t < 3; t++) {
+            double[] ref = w.reference(x, t, 0.6f, 0f, 0.05f, 0f);
+            for (int o = 0; o < hidden; o++) {
+                assertThat((double) y[t * hidden + o]).isCloseTo(ref[o], org.assertj.core.data.Offset.offset(1e-4));
+            }
         }
     }
 
