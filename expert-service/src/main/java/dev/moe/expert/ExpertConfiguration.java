@@ -110,13 +110,14 @@ public class ExpertConfiguration {
         return new ExpertComputer(new ExpertFfn(VectorPanelKernels.INSTANCE, pool, properties.sparseCrossover()));
     }
 
-    /** Anything a handler did not map itself: bad arguments stay INVALID_ARGUMENT, the rest is INTERNAL, logged. */
+    /**
+     * Anything a handler did not map itself is INTERNAL, logged: bad input is rejected where it is read, with
+     * INVALID_ARGUMENT naming the field, so an exception reaching here (an IllegalArgumentException included) is a bug
+     * on this side, not the client's.
+     */
     @Bean
     GrpcExceptionHandler expertExceptionHandler() {
         return exception -> {
-            if (exception instanceof IllegalArgumentException) {
-                return Status.INVALID_ARGUMENT.withDescription(exception.getMessage()).asException();
-            }
             log.error("unexpected failure in an expert call", exception);
             return Status.INTERNAL.withDescription("expert server failure: " + exception).asException();
         };
