@@ -92,6 +92,7 @@ The label selector the router watches, as a string: exactly the expert pods' sel
 {{- /* -Xms = -Xmx: a heap that never grows or shrinks (growing it page-faults fresh memory inside requests). */}}
 {{- with .maxHeap }}{{ $opts = concat $opts (list (printf "-Xms%s" .) (printf "-Xmx%s" .)) }}{{ end }}
 {{- with .maxDirectMemory }}{{ $opts = append $opts (printf "-XX:MaxDirectMemorySize=%s" .) }}{{ end }}
+{{- if .transparentHugePages }}{{ $opts = append $opts "-XX:+UseTransparentHugePages" }}{{ end }}
 {{- with .extraOptions }}{{ $opts = concat $opts . }}{{ end }}
 {{- join " " $opts }}
 {{- end }}

@@ -541,6 +541,20 @@ class HelmChartTest {
                 .contains("--server.port=9101");
     }
 
+    /** Expert pods back their heap (the weights) with transparent huge pages unless told not to; the router never. */
+    @Test
+    void expertHeapsUseTransparentHugePagesByDefault() {
+        Rendering r = render(CHART.resolve("ci/default-values.yaml"));
+        Container expert = r.one(StatefulSet.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
+        Container router = r.one(Deployment.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
+        assertThat(env(expert, "JAVA_TOOL_OPTIONS")).contains(" -XX:+UseTransparentHugePages");
+        assertThat(env(router, "JAVA_TOOL_OPTIONS")).doesNotContain("UseTransparentHugePages");
+
+        Container off = render(CHART.resolve("ci/default-values.yaml"), Map.of("expert.jvm.transparentHugePages", false))
+                .one(StatefulSet.class).getSpec().getTemplate().getSpec().getContainers().getFirst();
+        assertThat(env(off, "JAVA_TOOL_OPTIONS")).doesNotContain("UseTransparentHugePages");
+    }
+
     /** An empty expert.layout leaves the choice to the server: ROWS with a thresholds file, PANELS without. */
     @Test
     void layoutIsPassedOnlyWhenSet() {
