@@ -87,20 +87,28 @@ public class ExpertConfiguration {
     @Bean
     KernelWarmup.Result kernelWarmup(KernelPool pool, ExpertShard shard, ExpertServerProperties properties) {
         if (properties.warmup().isZero()) {
-            return new KernelWarmup.Result(0, 0, 0);
+            return KernelWarmup.Result.SKIPPED;
         }
         if (KernelWarmup.isWarm(shard.weightType(), properties.layout(), shard.sparsityEnabled())) {
             log.info("{}: {} {} kernels already warm in this JVM", properties.serverId(), shard.weightType(),
                     properties.layout());
-            return new KernelWarmup.Result(0, 0, 0);
+            return KernelWarmup.Result.SKIPPED;
         }
-        log.info("{}: warming up the {} {} kernels{} for {} s before serving", properties.serverId(),
-                shard.weightType(), properties.layout(), shard.sparsityEnabled() ? " (dense and sparse)" : "",
-                String.format(Locale.ROOT, "%.1f", properties.warmup().toMillis() / 1000.0));
+        log.info("{}: warming up the {} {} kernels{} for at least {} s and {} calls before serving",
+                properties.serverId(), shard.weightType(), properties.layout(),
+                shard.sparsityEnabled() ? " (dense and sparse)" : "",
+                String.format(Locale.ROOT, "%.1f", properties.warmup().toMillis() / 1000.0), KernelWarmup.MIN_CALLS);
         KernelWarmup.Result result = KernelWarmup.once(shard.weightType(), properties.layout(),
                 shard.sparsityEnabled(), pool, properties.warmup());
-        log.info("{}: kernels warm: {} small FFN calls in {} s", properties.serverId(), result.calls(),
-                String.format(Locale.ROOT, "%.1f", result.seconds()));
+        if (result.cutShort()) {
+            log.warn("{}: kernel warm-up stopped after {} small FFN calls in {} s, short of {}: this machine is slow or"
+                            + " starved of CPU, so the kernels may still be compiling and the first requests slow"
+                            + " (give the pod more CPU or raise moe.expert.warmup)", properties.serverId(),
+                    result.calls(), String.format(Locale.ROOT, "%.1f", result.seconds()), KernelWarmup.MIN_CALLS);
+        } else {
+            log.info("{}: kernels warm: {} small FFN calls in {} s", properties.serverId(), result.calls(),
+                    String.format(Locale.ROOT, "%.1f", result.seconds()));
+        }
         return result;
     }
 

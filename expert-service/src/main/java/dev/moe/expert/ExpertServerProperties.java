@@ -28,9 +28,11 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  *                    row contiguous, so a pruned channel skips one contiguous run). Default: ROWS with a thresholds
  *                    file (sparse decode reads whole rows), PANELS without (dense, ROWS runs at about 0.9-1.0x of
  *                    PANELS for bf16 and 0.8-0.9x for int8 at 1-4 tokens per expert)
- * @param warmup      how long the kernels run on small random experts before the server listens, so that its first
- *                    calls do not run them interpreted (the first call of a cold JVM is hundreds of times slower);
- *                    default 2s, 0 to skip; paid once per JVM and weight type/layout
+ * @param warmup      how long at least the kernels run on small random experts before the server listens, so that
+ *                    its first calls do not run them interpreted (the first call of a cold JVM is hundreds of times
+ *                    slower); it also makes {@link dev.moe.core.kernels.KernelWarmup#MIN_CALLS} calls, however long
+ *                    that takes (up to a minute more); default 2s, 0 to skip; paid once per JVM and weight
+ *                    type/layout
  */
 @ConfigurationProperties("moe.expert")
 public record ExpertServerProperties(Path model, String serverId, Integer serverIndex, Integer numServers,

@@ -21,6 +21,12 @@ import java.util.concurrent.ConcurrentHashMap;
  * experts per call, dense and (when asked) sparse. A kernel first reached after its caller was compiled would cost a
  * deoptimization in the middle of real traffic, hence the variety. Nothing here touches served experts or their
  * statistics.
+ *
+ * <p>The budget alone does not end it: it also runs {@link #MIN_CALLS} calls. A cold JVM spends its first second or so
+ * on a few dozen boxed calls (64-80 in 0.75 s with 2 threads here); a kernel that got no C1 profile in that time is
+ * later compiled by C2 straight from the interpreter's, and that code ran bf16's four-panel kernel 4-6x slower for the
+ * life of the JVM (5 of 10 benchmark runs whose warm-up gave it 0.75 s; none of 6 given 2.5 s). 20,000 calls brought
+ * every kernel of each weight type and layout to C2 in 1.4 s from cold.
  */
 public final class KernelWarmup {
     /** Tokens per expert that reach every kernel: one, groups of four full and partial, more than the whole-row limit. */
@@ -28,9 +34,18 @@ public final class KernelWarmup {
     private static final int HIDDEN = 256;
     private static final int INTERMEDIATE = 192;
     private static final int EXPERTS = 4;
+    /** Calls a warm-up makes whatever its budget (unless its call limit is lower): see the class comment. */
+    public static final long MIN_CALLS = 20_000;
+    /** How far past its budget a warm-up may run to make {@link #MIN_CALLS}: a starved machine must not block forever. */
+    static final Duration MAX_OVERRUN = Duration.ofSeconds(60);
 
-    /** What a warm-up did: FFN calls made, of which some ran a projection sparse, and the time taken. */
-    public record Result(long calls, long sparseProjections, double seconds) {
+    /**
+     * What a warm-up did: FFN calls made, of which some ran a projection sparse, the time taken, and whether it was
+     * cut short by {@link #MAX_OVERRUN} before {@link #MIN_CALLS} calls (the kernels may then still be uncompiled).
+     */
+    public record Result(long calls, long sparseProjections, double seconds, boolean cutShort) {
+        /** Nothing run: the warm-up was skipped. */
+        public static final Result SKIPPED = new Result(0, 0, 0, false);
     }
 
     /** (weight type, layout, sparse) combinations already warmed in this JVM: compiled code is shared by all users. */
@@ -48,7 +63,7 @@ public final class KernelWarmup {
     public static Result once(WeightType type, PanelMatrix.Layout layout, boolean sparse, KernelPool pool,
                               Duration budget) {
         if (budget.isZero() || !WARM.add(key(type, layout, sparse))) {
-            return new Result(0, 0, 0);
+            return Result.SKIPPED;
         }
         return run(type, layout, sparse, pool, budget, Long.MAX_VALUE);
     }
@@ -63,22 +78,30 @@ public final class KernelWarmup {
     }
 
     /**
-     * Runs rounds of small FFN calls until {@code budget} has passed or {@code maxCalls} calls were made (a round is
-     * finished first: one round is {@link #callsPerRound} calls).
+     * Runs rounds of small FFN calls until {@code budget} has passed and {@link #MIN_CALLS} calls were made, or
+     * {@code maxCalls} calls were made, or {@link #MAX_OVERRUN} past the budget (a round is finished first: one round
+     * is {@link #callsPerRound} calls). A zero budget skips it.
      *
      * @param sparse also run the pruned (SCAP) path, as a server with a thresholds file will
      */
     public static Result run(WeightType type, PanelMatrix.Layout layout, boolean sparse, KernelPool pool,
                              Duration budget, long maxCalls) {
+        return run(type, layout, sparse, pool, budget, maxCalls, MAX_OVERRUN);
+    }
+
+    static Result run(WeightType type, PanelMatrix.Layout layout, boolean sparse, KernelPool pool, Duration budget,
+                      long maxCalls, Duration maxOverrun) {
         if (budget.isNegative() || maxCalls < 0) {
             throw new IllegalArgumentException("warm-up budget " + budget + " and call limit " + maxCalls
                     + " must not be negative");
         }
         long start = System.nanoTime();
         if (budget.isZero()) {
-            return new Result(0, 0, 0);
+            return Result.SKIPPED;
         }
         long deadline = start + budget.toNanos();
+        long overrunDeadline = deadline + maxOverrun.toNanos();
+        long minCalls = Math.min(MIN_CALLS, maxCalls);
         SplittableRandom random = new SplittableRandom(20261124);
         PackedExpert[] experts = new PackedExpert[EXPERTS];
         for (int i = 0; i < EXPERTS; i++) {
@@ -95,7 +118,16 @@ public final class KernelWarmup {
         ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, pool, 1.0);
         long calls = 0;
         long sparseProjections = 0;
-        while (calls < maxCalls && (calls == 0 || System.nanoTime() < deadline)) {
+        boolean cutShort = false;
+        while (calls < maxCalls) {
+            long now = System.nanoTime();
+            if (calls > 0 && now >= deadline && calls >= minCalls) {
+                break;
+            }
+            if (calls > 0 && now >= overrunDeadline) {
+                cutShort = true;
+                break;
+            }
             for (SparsityThresholds t : sparse ? new SparsityThresholds[] {null, thresholds}
                     : new SparsityThresholds[] {null}) {
                 for (int b : BATCHES) {
@@ -112,7 +144,7 @@ public final class KernelWarmup {
                 calls++;
             }
         }
-        return new Result(calls, sparseProjections, (System.nanoTime() - start) / 1e9);
+        return new Result(calls, sparseProjections, (System.nanoTime() - start) / 1e9, cutShort);
     }
 
     /** FFN calls in one round of {@link #run}. */

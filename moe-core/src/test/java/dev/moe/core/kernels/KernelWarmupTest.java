@@ -69,10 +69,31 @@ class KernelWarmupTest {
         KernelWarmup.Result second = KernelWarmup.once(WeightType.F32, PanelMatrix.Layout.ROWS, false, pool,
                 Duration.ofSeconds(30));
 
-        assertThat(first.calls()).isGreaterThanOrEqualTo(KernelWarmup.callsPerRound(false)); // at least one round
+        // a budget of 1 ms still makes the minimum of calls that gets the kernels to C2
+        assertThat(first.calls()).isGreaterThanOrEqualTo(KernelWarmup.MIN_CALLS);
+        assertThat(first.cutShort()).isFalse();
         assertThat(second.calls()).isZero();
         assertThat(KernelWarmup.isWarm(WeightType.F32, PanelMatrix.Layout.ROWS, false)).isTrue();
         assertThat(KernelWarmup.isWarm(WeightType.F32, PanelMatrix.Layout.ROWS, true)).isFalse();
+    }
+
+    @Test
+    void aWarmUpThatCannotMakeItsMinimumInTimeStopsAndSaysSo() {
+        // no overrun allowed past a 1 ns budget: one whole round, then cut short
+        KernelWarmup.Result result = KernelWarmup.run(WeightType.BF16, PanelMatrix.Layout.PANELS, false, pool,
+                Duration.ofNanos(1), Long.MAX_VALUE, Duration.ZERO);
+
+        assertThat(result.calls()).isEqualTo(KernelWarmup.callsPerRound(false));
+        assertThat(result.cutShort()).isTrue();
+    }
+
+    @Test
+    void aCallLimitBelowTheMinimumIsNotCutShort() {
+        KernelWarmup.Result result = KernelWarmup.run(WeightType.BF16, PanelMatrix.Layout.PANELS, false, pool,
+                Duration.ofNanos(1), 1, Duration.ZERO);
+
+        assertThat(result.calls()).isEqualTo(KernelWarmup.callsPerRound(false));
+        assertThat(result.cutShort()).isFalse();
     }
 
     @Test
