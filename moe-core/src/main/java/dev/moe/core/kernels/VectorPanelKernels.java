@@ -210,9 +210,18 @@ public final class VectorPanelKernels implements PanelKernels {
         if (WIDE && count == PANEL_GROUP && m.type != WeightType.F32) {
             int b0 = m.chunkOffset(first, 0), b1 = m.chunkOffset(first + step, 0);
             int b2 = m.chunkOffset(first + 2 * step, 0), b3 = m.chunkOffset(first + 3 * step, 0);
+            // every row, in order (rows ascending and distinct), of panel-major panels: the dense twins index the
+            // rows directly
+            boolean allRows = stride == W && numRows == m.rows && rows[numRows - 1] == numRows - 1;
             if (m.type == WeightType.BF16) {
-                bf16Panels4(m.bf16, b0, b1, b2, b3, stride, rows, numRows, a, out);
+                if (allRows) {
+                    bf16Panels4Dense(m.bf16, b0, b1, b2, b3, numRows, a, out);
+                } else {
+                    bf16Panels4(m.bf16, b0, b1, b2, b3, stride, rows, numRows, a, out);
+                }
                 swapHalves(out, 0, PANEL_GROUP * W); // lane order → column order
+            } else if (allRows) {
+                i8Panels4Dense(m.i8, m.scales, b0, b1, b2, b3, numRows, a, out);
             } else {
                 i8Panels4(m.i8, m.scales, b0, b1, b2, b3, stride, rows, numRows, a, out);
             }
@@ -851,6 +860,125 @@ public final class VectorPanelKernels implements PanelKernels {
             e = b3 + o;
             x0 = FloatVector.broadcast(R, scales[e >>> 5]).mul(av);
             x1 = FloatVector.broadcast(R, scales[(e >>> 5) + 1]).mul(av);
+            f0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, f0);
+            f1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, f1);
+            f2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, f2);
+            f3 = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).fma(x1, f3);
+        }
+        c0.intoArray(out, 0);
+        c1.intoArray(out, 16);
+        c2.intoArray(out, 32);
+        c3.intoArray(out, 48);
+        d0.intoArray(out, 64);
+        d1.intoArray(out, 80);
+        d2.intoArray(out, 96);
+        d3.intoArray(out, 112);
+        e0.intoArray(out, 128);
+        e1.intoArray(out, 144);
+        e2.intoArray(out, 160);
+        e3.intoArray(out, 176);
+        f0.intoArray(out, 192);
+        f1.intoArray(out, 208);
+        f2.intoArray(out, 224);
+        f3.intoArray(out, 240);
+    }
+
+    /** {@link #bf16Panels4} over every row of panel-major panels, the row the loop variable (see {@link #i8Panels4Dense}). */
+    private static void bf16Panels4Dense(int[] w, int b0, int b1, int b2, int b3, int numRows, float[] a,
+                                         float[] out) {
+        FloatVector c0 = FloatVector.zero(R), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
+        FloatVector e0 = c0, e1 = c0, e2 = c0, e3 = c0, f0 = c0, f1 = c0, f2 = c0, f3 = c0;
+        int i0 = b0 >>> 1, i1 = b1 >>> 1, i2 = b2 >>> 1, i3 = b3 >>> 1; // W / 2 = 32 ints per row
+        for (int r = 0; r < numRows; r++) {
+            FloatVector x = FloatVector.broadcast(R, a[r]);
+            IntVector v;
+            int i = i0 + 32 * r;
+            v = IntVector.fromArray(RI, w, i);
+            c0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c0);
+            c1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c1);
+            v = IntVector.fromArray(RI, w, i + 16);
+            c2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, c2);
+            c3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, c3);
+            i = i1 + 32 * r;
+            v = IntVector.fromArray(RI, w, i);
+            d0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, d0);
+            d1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, d1);
+            v = IntVector.fromArray(RI, w, i + 16);
+            d2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, d2);
+            d3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, d3);
+            i = i2 + 32 * r;
+            v = IntVector.fromArray(RI, w, i);
+            e0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, e0);
+            e1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, e1);
+            v = IntVector.fromArray(RI, w, i + 16);
+            e2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, e2);
+            e3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, e3);
+            i = i3 + 32 * r;
+            v = IntVector.fromArray(RI, w, i);
+            f0 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, f0);
+            f1 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, f1);
+            v = IntVector.fromArray(RI, w, i + 16);
+            f2 = v.lanewise(LSHL, 16).reinterpretAsFloats().fma(x, f2);
+            f3 = v.and(0xFFFF0000).reinterpretAsFloats().fma(x, f3);
+        }
+        c0.intoArray(out, 0);
+        c1.intoArray(out, 16);
+        c2.intoArray(out, 32);
+        c3.intoArray(out, 48);
+        d0.intoArray(out, 64);
+        d1.intoArray(out, 80);
+        d2.intoArray(out, 96);
+        d3.intoArray(out, 112);
+        e0.intoArray(out, 128);
+        e1.intoArray(out, 144);
+        e2.intoArray(out, 160);
+        e3.intoArray(out, 176);
+        f0.intoArray(out, 192);
+        f1.intoArray(out, 208);
+        f2.intoArray(out, 224);
+        f3.intoArray(out, 240);
+    }
+
+    /**
+     * {@link #i8Panels4} over every row of panel-major panels, the row the loop variable: each load's index is then
+     * {@code base + 64·r} (codes) or {@code base/32 + 2·r} (scales), which C2 range-checks once before the loop;
+     * through {@code rows[k]} and {@code e >>> 5} it checked all six loads of each panel on every row.
+     */
+    private static void i8Panels4Dense(byte[] w, float[] scales, int b0, int b1, int b2, int b3, int numRows,
+                                       float[] a, float[] out) {
+        FloatVector c0 = FloatVector.zero(R), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
+        FloatVector e0 = c0, e1 = c0, e2 = c0, e3 = c0, f0 = c0, f1 = c0, f2 = c0, f3 = c0;
+        int s0 = b0 >>> 5, s1 = b1 >>> 5, s2 = b2 >>> 5, s3 = b3 >>> 5; // W / BLOCK = 2 scales per row
+        for (int r = 0; r < numRows; r++) {
+            FloatVector av = FloatVector.broadcast(R, a[r]);
+            int e = b0 + r * W;
+            int q = s0 + 2 * r;
+            FloatVector x0 = FloatVector.broadcast(R, scales[q]).mul(av);
+            FloatVector x1 = FloatVector.broadcast(R, scales[q + 1]).mul(av);
+            c0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, c0);
+            c1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, c1);
+            c2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, c2);
+            c3 = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).fma(x1, c3);
+            e = b1 + r * W;
+            q = s1 + 2 * r;
+            x0 = FloatVector.broadcast(R, scales[q]).mul(av);
+            x1 = FloatVector.broadcast(R, scales[q + 1]).mul(av);
+            d0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, d0);
+            d1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, d1);
+            d2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, d2);
+            d3 = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).fma(x1, d3);
+            e = b2 + r * W;
+            q = s2 + 2 * r;
+            x0 = FloatVector.broadcast(R, scales[q]).mul(av);
+            x1 = FloatVector.broadcast(R, scales[q + 1]).mul(av);
+            e0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, e0);
+            e1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, e1);
+            e2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, e2);
+            e3 = ((FloatVector) ByteVector.fromArray(RB, w, e + 48).convertShape(B2F, R, 0)).fma(x1, e3);
+            e = b3 + r * W;
+            q = s3 + 2 * r;
+            x0 = FloatVector.broadcast(R, scales[q]).mul(av);
+            x1 = FloatVector.broadcast(R, scales[q + 1]).mul(av);
             f0 = ((FloatVector) ByteVector.fromArray(RB, w, e).convertShape(B2F, R, 0)).fma(x0, f0);
             f1 = ((FloatVector) ByteVector.fromArray(RB, w, e + 16).convertShape(B2F, R, 0)).fma(x0, f1);
             f2 = ((FloatVector) ByteVector.fromArray(RB, w, e + 32).convertShape(B2F, R, 0)).fma(x1, f2);
