@@ -26,7 +26,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * on a few dozen boxed calls (64-80 in 0.75 s with 2 threads here); a kernel that got no C1 profile in that time is
  * later compiled by C2 straight from the interpreter's, and that code ran bf16's four-panel kernel 4-6x slower for the
  * life of the JVM (5 of 10 benchmark runs whose warm-up gave it 0.75 s; none of 6 given 2.5 s). 20,000 calls brought
- * every kernel of each weight type and layout to C2 in 1.4 s from cold.
+ * every kernel of each weight type and layout to C2 in 1.1-1.6 s from cold.
  */
 public final class KernelWarmup {
     /** Tokens per expert that reach every kernel: one, groups of four full and partial, more than the whole-row limit. */
