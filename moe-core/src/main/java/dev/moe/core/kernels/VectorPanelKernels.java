@@ -115,9 +115,7 @@ public final class VectorPanelKernels implements PanelKernels {
         int last = numTokens - 1;
         // float32 and int8 kernels take one row from each half of an even count (two weight streams per thread)
         int paired = m.type == WeightType.BF16 ? numRows : numRows & ~1;
-        // every row, in order (rows ascending and distinct), of a panel-major matrix: float32's dense path indexes the
-        // rows directly
-        boolean allRows = stride == W && numRows == m.rows && rows[numRows - 1] == numRows - 1;
+        boolean allRows = allRowsOfPanels(m, stride, rows, numRows); // float32's dense path indexes the rows directly
         for (int t = 0; t < numTokens; t += 4) {
             int a0 = t * aStride;
             int a1 = Math.min(t + 1, last) * aStride, a2 = Math.min(t + 2, last) * aStride;
@@ -210,9 +208,7 @@ public final class VectorPanelKernels implements PanelKernels {
         if (WIDE && count == PANEL_GROUP && m.type != WeightType.F32) {
             int b0 = m.chunkOffset(first, 0), b1 = m.chunkOffset(first + step, 0);
             int b2 = m.chunkOffset(first + 2 * step, 0), b3 = m.chunkOffset(first + 3 * step, 0);
-            // every row, in order (rows ascending and distinct), of panel-major panels: the dense twins index the
-            // rows directly
-            boolean allRows = stride == W && numRows == m.rows && rows[numRows - 1] == numRows - 1;
+            boolean allRows = allRowsOfPanels(m, stride, rows, numRows); // the dense twins index the rows directly
             if (m.type == WeightType.BF16) {
                 if (allRows) {
                     bf16Panels4Dense(m.bf16, b0, b1, b2, b3, numRows, a, out);
@@ -242,6 +238,15 @@ public final class VectorPanelKernels implements PanelKernels {
     }
 
     private static final ThreadLocal<float[]> PANEL = ThreadLocal.withInitial(() -> new float[W]);
+
+    /**
+     * Whether {@code rows} is every row of a panel-major matrix, in order: the rows are ascending and distinct, so a
+     * full count whose last row is the last index is the identity. The dense twins of the kernels then index the rows
+     * directly.
+     */
+    private static boolean allRowsOfPanels(PanelMatrix m, int stride, int[] rows, int numRows) {
+        return stride == W && numRows == m.rows && rows[numRows - 1] == numRows - 1;
+    }
 
     /**
      * int8, four tokens ({@link #tokensByFour}): {@code out_t[c] = Σ_k a[a_t + rows[k]] · scale · code[rows[k]][c]},
