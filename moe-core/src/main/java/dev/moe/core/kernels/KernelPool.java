@@ -29,7 +29,9 @@ public final class KernelPool implements AutoCloseable {
      * others have not claimed yet from theirs. With one shared next-unit counter every unit was a locked
      * read-modify-write of a line the other core had just written, 14 cross-core round trips in a call of one Qwen3
      * expert (2 threads: a call with no kernel work 1.57 → 1.45 µs, 5.65 → 4.8 µs while the VM's cores sit far
-     * apart; int8 batch 1 0.084-0.087 → 0.080-0.082 ms).
+     * apart; int8 batch 1 0.084-0.087 → 0.080-0.082 ms). Contiguous shares also keep each thread's outputs apart:
+     * interleaved ones (units p, p + parts, ...) put neighbouring panels' outputs on shared lines again (batch 16 stub
+     * calls 25 → 42 µs, int8 batch 1 0.075-0.078 → 0.087-0.091 ms with the cores far apart).
      */
     private static final class Loop {
         final int units;
