@@ -3,11 +3,17 @@ package dev.moe.expert;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import dev.moe.core.config.ServerArguments;
 import dev.moe.core.placement.ExpertPlacement.Strategy;
 import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.WeightType;
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 class ExpertServerPropertiesTest {
@@ -179,5 +185,34 @@ class ExpertServerPropertiesTest {
         assertThatThrownBy(() -> props(null, 0, 9, null, null).hostedExperts(8))
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("9 expert servers for 8 experts");
+    }
+
+    private static String argumentProblem(String... args) {
+        return ServerArguments.problem(args, "moe.expert", ExpertServerProperties.class);
+    }
+
+    /** Every expert setting in the README's table is one the command-line check accepts, and only those. */
+    @Test
+    void theCommandLineCheckKnowsEverySettingTheReadmeDocuments() throws IOException {
+        String readme = Files.readString(Path.of("..", "README.md"));
+        Matcher m = Pattern.compile("`(moe\\.expert\\.[a-z.-]+)[`=]").matcher(readme);
+        List<String> documented = m.results().map(r -> r.group(1)).distinct().toList();
+        assertThat(documented).contains("moe.expert.weights", "moe.expert.sparsity", "moe.expert.layout",
+                "moe.expert.metrics.layer-tag");
+        for (String setting : documented) {
+            assertThat(argumentProblem("--" + setting + "=x")).as(setting).isNull();
+        }
+    }
+
+    @Test
+    void theCommandLineCheckCatchesWhatSpringWouldIgnore() {
+        assertThat(argumentProblem("--moe.expert.model=/models/m", "--moe.expert.server-index=0",
+                "--moe.expert.num-servers=2", "--spring.grpc.server.port=9101")).isNull();
+        assertThat(argumentProblem("--weights=int8")).isEqualTo("unknown option --weights: did you mean"
+                + " --moe.expert.weights?");
+        assertThat(argumentProblem("--sparsity=t.json")).isEqualTo("unknown option --sparsity: did you mean"
+                + " --moe.expert.sparsity?");
+        assertThat(argumentProblem("--moe.expert.weigths=int8")).startsWith("unknown setting --moe.expert.weigths;"
+                + " the moe.expert settings are ").contains("moe.expert.weights", "moe.expert.kernel-threads");
     }
 }

@@ -1,5 +1,6 @@
 package dev.moe.router;
 
+import dev.moe.core.config.ServerArguments;
 import org.springframework.boot.SpringApplication;
 import org.springframework.boot.autoconfigure.SpringBootApplication;
 import org.springframework.boot.context.properties.EnableConfigurationProperties;
@@ -12,6 +13,11 @@ import org.springframework.context.annotation.PropertySource;
 @PropertySource("classpath:router-service-defaults.properties")
 public class RouterServiceApplication {
     public static void main(String[] args) {
+        String problem = ServerArguments.problem(args, "moe.router", RouterProperties.class);
+        if (problem != null) { // Spring would ignore it and start with the defaults
+            System.err.println("router-service: " + problem);
+            System.exit(2);
+        }
         SpringApplication.run(RouterServiceApplication.class, args);
     }
 }
