@@ -6,6 +6,7 @@ import dev.moe.core.config.MoeConfig;
 import dev.moe.core.kernels.ExpertFfn;
 import dev.moe.core.kernels.KernelPool;
 import dev.moe.core.kernels.KernelWarmup;
+import dev.moe.core.kernels.PanelMatrix;
 import dev.moe.core.kernels.VectorPanelKernels;
 import dev.moe.core.sparsity.SparsityProfile;
 import dev.moe.expert.metrics.ExpertMetrics;
@@ -48,14 +49,23 @@ public class ExpertConfiguration {
                 Arrays.toString(hosted), config.numExperts(), config.family().modelType, config.moeLayers().size(),
                 checkpoint.directory());
         ExpertShard.ThresholdSource thresholds = ExpertShard.ThresholdSource.DENSE;
+        Double targetSparsity = null;
         if (properties.sparsity() != null) {
             SparsityProfile profile = SparsityProfile.read(properties.sparsity());
             profile.requireFingerprint(checkpoint.fingerprint());
             thresholds = profile::thresholds;
+            targetSparsity = profile.targetSparsity();
             log.info("{}: SCAP thresholds from {} (target sparsity {})", properties.serverId(), properties.sparsity(),
                     profile.targetSparsity());
         }
-        ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, properties.weights(), properties.layout(),
+        PanelMatrix.Layout layout = properties.layoutFor(targetSparsity);
+        if (properties.layout() == null && targetSparsity != null && layout == PanelMatrix.Layout.PANELS) {
+            log.info("{}: {} experts stay in PANELS: below a target sparsity of {} a sparse token on ROWS is slower"
+                            + " than a dense one on PANELS (set moe.expert.layout=rows to override)",
+                    properties.serverId(), properties.weights(), ExpertServerProperties.minRowsSparsity(
+                            properties.weights()));
+        }
+        ExpertShard shard = ExpertShard.load(checkpoint, config, hosted, properties.weights(), layout,
                 thresholds, line -> log.info("{}: {}", properties.serverId(), line));
         log.info("{}: experts loaded, model fingerprint {}", properties.serverId(), shard.fingerprint());
         return shard;
@@ -89,16 +99,16 @@ public class ExpertConfiguration {
         if (properties.warmup().isZero()) {
             return KernelWarmup.Result.SKIPPED;
         }
-        if (KernelWarmup.isWarm(shard.weightType(), properties.layout(), shard.sparsityEnabled())) {
+        if (KernelWarmup.isWarm(shard.weightType(), shard.layout(), shard.sparsityEnabled())) {
             log.info("{}: {} {} kernels already warm in this JVM", properties.serverId(), shard.weightType(),
-                    properties.layout());
+                    shard.layout());
             return KernelWarmup.Result.SKIPPED;
         }
         log.info("{}: warming up the {} {} kernels{} for at least {} s and {} calls before serving",
-                properties.serverId(), shard.weightType(), properties.layout(),
+                properties.serverId(), shard.weightType(), shard.layout(),
                 shard.sparsityEnabled() ? " (dense and sparse)" : "",
                 String.format(Locale.ROOT, "%.1f", properties.warmup().toMillis() / 1000.0), KernelWarmup.MIN_CALLS);
-        KernelWarmup.Result result = KernelWarmup.once(shard.weightType(), properties.layout(),
+        KernelWarmup.Result result = KernelWarmup.once(shard.weightType(), shard.layout(),
                 shard.sparsityEnabled(), pool, properties.warmup());
         if (result.cutShort()) {
             log.warn("{}: kernel warm-up stopped after {} small FFN calls in {} s, short of {}: this machine is slow or"
@@ -113,9 +123,10 @@ public class ExpertConfiguration {
     }
 
     @Bean
-    ExpertComputer expertComputer(KernelPool pool, ExpertServerProperties properties,
+    ExpertComputer expertComputer(KernelPool pool, ExpertServerProperties properties, ExpertShard shard,
                                   KernelWarmup.Result kernelWarmup) {
-        return new ExpertComputer(new ExpertFfn(VectorPanelKernels.INSTANCE, pool, properties.sparseCrossover()));
+        return new ExpertComputer(new ExpertFfn(VectorPanelKernels.INSTANCE, pool,
+                properties.sparseCrossoverFor(shard.layout())));
     }
 
     /**

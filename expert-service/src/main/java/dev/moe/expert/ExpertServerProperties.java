@@ -25,9 +25,7 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
  *                    {@code podIndex mod numServers}, so pods {@code i}, {@code i + n}, … are replicas of shard i
  * @param metrics     metrics settings
  * @param layout      how expert weights are laid out: PANELS (64-output panels) or ROWS (each input channel's output
- *                    row contiguous, so a pruned channel skips one contiguous run). Default: ROWS with a thresholds
- *                    file (sparse decode reads whole rows), PANELS without (dense, ROWS runs at about 0.9-1.0x of
- *                    PANELS for bf16 and 0.8-0.9x for int8 at 1-4 tokens per expert)
+ *                    row contiguous, so a pruned channel skips one contiguous run); default: {@link #layoutFor}
  * @param warmup      how long at least the kernels run on small random experts before the server listens, so that
  *                    its first calls do not run them interpreted (the first call of a cold JVM is hundreds of times
  *                    slower); it also makes {@link dev.moe.core.kernels.KernelWarmup#MIN_CALLS} calls, however long
@@ -63,14 +61,47 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
         serverId = serverId == null || serverId.isBlank() ? "expert-" + serverIndex : serverId;
         maxTokensPerCall = maxTokensPerCall == null ? 16384 : maxTokensPerCall;
         weights = weights == null ? WeightType.BF16 : weights;
-        layout = layout == null ? (sparsity != null ? PanelMatrix.Layout.ROWS : PanelMatrix.Layout.PANELS) : layout;
-        sparseCrossover = sparseCrossover == null ? defaultSparseCrossover(weights, layout) : sparseCrossover;
+        // layout and sparseCrossover stay null unless set: their defaults depend on the thresholds file's target
         kernelThreads = kernelThreads == null ? Runtime.getRuntime().availableProcessors() : kernelThreads;
         metrics = metrics == null ? new Metrics(false) : metrics;
         warmup = warmup == null ? Duration.ofSeconds(2) : warmup;
         if (warmup.isNegative()) {
             throw new IllegalArgumentException("moe.expert.warmup " + warmup + " must not be negative (0 skips it)");
         }
+    }
+
+    /**
+     * The layout this server packs its experts in: {@link #layout()} when set; PANELS without thresholds; with them,
+     * ROWS once the thresholds' target sparsity reaches {@link #minRowsSparsity} of the weight type, where a sparse
+     * token on ROWS overtakes a dense one on PANELS, else PANELS (whose crossover then keeps the experts dense).
+     *
+     * @param targetSparsity the thresholds file's target sparsity, null without one
+     */
+    public PanelMatrix.Layout layoutFor(Double targetSparsity) {
+        if (layout != null) {
+            return layout;
+        }
+        return targetSparsity != null && targetSparsity >= minRowsSparsity(weights)
+                ? PanelMatrix.Layout.ROWS : PanelMatrix.Layout.PANELS;
+    }
+
+    /**
+     * Target sparsity from which ROWS beats PANELS for one token, measured with {@code bin/moe bench layer --synthetic
+     * qwen3-30b-a3b --sparsity 0,0.5,0.7 --batch 1} on the 2-core reference machine (README, "Measured"; experts'
+     * time): int8 PANELS dense 0.65 ms against ROWS sparse 0.74 ms at 0.5 and 0.49 ms at 0.7; bf16 PANELS dense 1.05
+     * ms against ROWS 1.20 ms dense and 0.88 ms at 0.5; f32 ROWS is as fast as PANELS dense already.
+     */
+    public static double minRowsSparsity(WeightType weights) {
+        return switch (weights) {
+            case F32 -> 0.0;
+            case BF16 -> 0.3;
+            case INT8 -> 0.6;
+        };
+    }
+
+    /** {@link #sparseCrossover()} when set, else the measured default of the weight type on {@code layout}. */
+    public double sparseCrossoverFor(PanelMatrix.Layout layout) {
+        return sparseCrossover != null ? sparseCrossover : defaultSparseCrossover(weights, layout);
     }
 
     /** {@link #defaultSparseCrossover(WeightType, PanelMatrix.Layout)} on {@link PanelMatrix.Layout#PANELS}. */

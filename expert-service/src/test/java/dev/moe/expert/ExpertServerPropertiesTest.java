@@ -39,10 +39,12 @@ class ExpertServerPropertiesTest {
         assertThat(p.hostedExperts(8)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
         assertThat(p.weights()).isEqualTo(WeightType.BF16);
         assertThat(p.sparsity()).isNull();
-        assertThat(p.sparseCrossover()).isEqualTo(0.35); // the BF16 panels default
+        assertThat(p.sparseCrossover()).isNull(); // its default depends on the layout
+        assertThat(p.sparseCrossoverFor(PanelMatrix.Layout.PANELS)).isEqualTo(0.35); // the BF16 panels default
         assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
         assertThat(p.metrics().layerTag()).isFalse();
-        assertThat(p.layout()).isEqualTo(PanelMatrix.Layout.PANELS);
+        assertThat(p.layout()).isNull(); // its default depends on the thresholds file
+        assertThat(p.layoutFor(null)).isEqualTo(PanelMatrix.Layout.PANELS);
         assertThat(p.warmup()).isEqualTo(Duration.ofSeconds(2));
     }
 
@@ -56,20 +58,33 @@ class ExpertServerPropertiesTest {
                 .hasMessageContaining("moe.expert.warmup PT-1S must not be negative");
     }
 
+    private static ExpertServerProperties sparse(WeightType weights, PanelMatrix.Layout layout, Double crossover) {
+        return new ExpertServerProperties(null, null, null, null, null, null, null, weights, Path.of("/t.json"),
+                crossover, null, null, null, layout, null);
+    }
+
+    /** ROWS once the thresholds' target sparsity makes a sparse token on it faster than a dense one on PANELS. */
     @Test
-    void aThresholdsFileDefaultsToRowsWithTheirCrossover() {
-        ExpertServerProperties sparse = new ExpertServerProperties(null, null, null, null, null, null, null,
-                WeightType.INT8, Path.of("/t.json"), null, null, null, null, null, null);
-        assertThat(sparse.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
-        assertThat(sparse.sparseCrossover()).isEqualTo(0.6); // the INT8 rows default
-        ExpertServerProperties panels = new ExpertServerProperties(null, null, null, null, null, null, null,
-                WeightType.INT8, Path.of("/t.json"), null, null, null, null, PanelMatrix.Layout.PANELS, null);
-        assertThat(panels.layout()).isEqualTo(PanelMatrix.Layout.PANELS); // an explicit layout wins
-        assertThat(panels.sparseCrossover()).isEqualTo(0.1);
-        ExpertServerProperties crossover = new ExpertServerProperties(null, null, null, null, null, null, null,
-                WeightType.BF16, Path.of("/t.json"), 0.9, null, null, null, null, null);
-        assertThat(crossover.layout()).isEqualTo(PanelMatrix.Layout.ROWS);
-        assertThat(crossover.sparseCrossover()).isEqualTo(0.9); // an explicit crossover wins
+    void aThresholdsFileChoosesTheLayoutByWeightTypeAndTargetSparsity() {
+        assertThat(sparse(WeightType.INT8, null, null).layoutFor(0.5)).isEqualTo(PanelMatrix.Layout.PANELS);
+        assertThat(sparse(WeightType.INT8, null, null).layoutFor(0.6)).isEqualTo(PanelMatrix.Layout.ROWS);
+        assertThat(sparse(WeightType.INT8, null, null).layoutFor(0.7)).isEqualTo(PanelMatrix.Layout.ROWS);
+        assertThat(sparse(WeightType.BF16, null, null).layoutFor(0.2)).isEqualTo(PanelMatrix.Layout.PANELS);
+        assertThat(sparse(WeightType.BF16, null, null).layoutFor(0.5)).isEqualTo(PanelMatrix.Layout.ROWS);
+        assertThat(sparse(WeightType.F32, null, null).layoutFor(0.1)).isEqualTo(PanelMatrix.Layout.ROWS);
+        // an explicit layout wins either way
+        assertThat(sparse(WeightType.INT8, PanelMatrix.Layout.ROWS, null).layoutFor(0.5))
+                .isEqualTo(PanelMatrix.Layout.ROWS);
+        assertThat(sparse(WeightType.BF16, PanelMatrix.Layout.PANELS, null).layoutFor(0.7))
+                .isEqualTo(PanelMatrix.Layout.PANELS);
+    }
+
+    @Test
+    void theCrossoverDefaultsPerWeightTypeAndLayoutUnlessSet() {
+        assertThat(sparse(WeightType.INT8, null, null).sparseCrossoverFor(PanelMatrix.Layout.ROWS)).isEqualTo(0.6);
+        assertThat(sparse(WeightType.INT8, null, null).sparseCrossoverFor(PanelMatrix.Layout.PANELS)).isEqualTo(0.1);
+        assertThat(sparse(WeightType.BF16, null, null).sparseCrossoverFor(PanelMatrix.Layout.ROWS)).isEqualTo(0.65);
+        assertThat(sparse(WeightType.BF16, null, 0.9).sparseCrossoverFor(PanelMatrix.Layout.ROWS)).isEqualTo(0.9);
     }
 
     @Test

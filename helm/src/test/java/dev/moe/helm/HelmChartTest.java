@@ -555,7 +555,7 @@ class HelmChartTest {
         assertThat(env(off, "JAVA_TOOL_OPTIONS")).doesNotContain("UseTransparentHugePages");
     }
 
-    /** An empty expert.layout leaves the choice to the server: ROWS with a thresholds file, PANELS without. */
+    /** An empty expert.layout leaves the choice to the server (by weight type and the thresholds' target sparsity). */
     @Test
     void layoutIsPassedOnlyWhenSet() {
         Container expert = render(CHART.resolve("ci/default-values.yaml")).one(StatefulSet.class).getSpec()

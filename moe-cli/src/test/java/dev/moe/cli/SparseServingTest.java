@@ -22,6 +22,8 @@ import io.grpc.ManagedChannel;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.SplittableRandom;
+import dev.moe.expert.shard.ExpertShard;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
@@ -106,6 +108,30 @@ class SparseServingTest {
             assertThat(tokens).isEqualTo(150L * 2); // top-2
             assertThat(gateUp / tokens).as("achieved gate/up sparsity").isBetween(0.46, 0.54);
             assertThat(down / tokens).as("achieved down sparsity").isBetween(0.44, 0.56);
+        }
+    }
+
+    /**
+     * Without moe.expert.layout, a server with thresholds packs its experts in ROWS only where that pays at the file's
+     * target sparsity: int8 at 0.5 stays in PANELS (where its crossover keeps it dense), bf16 goes to ROWS.
+     */
+    @Test
+    void theDefaultLayoutFollowsTheThresholdsTargetSparsity(@TempDir Path dir) throws Exception {
+        Spec spec = new Spec(ModelFamily.QWEN3_MOE, 64, 2, 4, 2, 32, 0, 1, 1, true, DType.BF16, 1, 2);
+        Path model = dir.resolve("model");
+        SyntheticCheckpoint.write(model, spec, SyntheticCheckpoint.SILENT);
+        Path thresholds = dir.resolve("thresholds.json");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--tokens", "256",
+                "--out", thresholds.toString())).isZero();
+        Map<String, PanelMatrix.Layout> expected = Map.of("INT8", PanelMatrix.Layout.PANELS, "BF16",
+                PanelMatrix.Layout.ROWS);
+        for (var weights : expected.entrySet()) {
+            try (EmbeddedCluster.Service expert = EmbeddedCluster.startExpert(model, "127.0.0.1", Map.of(
+                    "moe.expert.weights", weights.getKey(), "moe.expert.sparsity", thresholds.toString(),
+                    "moe.expert.warmup", "0s"))) {
+                assertThat(expert.context().getBean(ExpertShard.class).layout()).as(weights.getKey())
+                        .isEqualTo(weights.getValue());
+            }
         }
     }
 }

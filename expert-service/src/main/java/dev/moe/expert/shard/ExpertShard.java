@@ -20,6 +20,7 @@ public final class ExpertShard {
     private final String fingerprint;
     private final int[] hostedExperts;
     private final WeightType weightType;
+    private final PanelMatrix.Layout layout;
     private final long weightBytes;
     private final boolean sparsityEnabled;
     /** layer → experts indexed by global expert id (null where not hosted). */
@@ -27,13 +28,14 @@ public final class ExpertShard {
     /** layer → thresholds indexed by global expert id (null: dense). */
     private final Map<Integer, SparsityThresholds[]> thresholds;
 
-    private ExpertShard(MoeConfig config, String fingerprint, int[] hostedExperts, WeightType weightType, long weightBytes,
-                        Map<Integer, PackedExpert[]> experts, Map<Integer, SparsityThresholds[]> thresholds,
-                        boolean sparsityEnabled) {
+    private ExpertShard(MoeConfig config, String fingerprint, int[] hostedExperts, WeightType weightType,
+                        PanelMatrix.Layout layout, long weightBytes, Map<Integer, PackedExpert[]> experts,
+                        Map<Integer, SparsityThresholds[]> thresholds, boolean sparsityEnabled) {
         this.config = config;
         this.fingerprint = fingerprint;
         this.hostedExperts = hostedExperts;
         this.weightType = weightType;
+        this.layout = layout;
         this.weightBytes = weightBytes;
         this.experts = experts;
         this.thresholds = thresholds;
@@ -80,8 +82,8 @@ public final class ExpertShard {
                     layer, layersDone, config.moeLayers().size(), hostedExperts.length, weightType, layout,
                     bytes / 1048576.0));
         }
-        return new ExpertShard(config, checkpoint.fingerprint(), hostedExperts.clone(), weightType, bytes, experts,
-                thresholds, anyThresholds);
+        return new ExpertShard(config, checkpoint.fingerprint(), hostedExperts.clone(), weightType, layout, bytes,
+                experts, thresholds, anyThresholds);
     }
 
     public MoeConfig config() {
@@ -98,6 +100,11 @@ public final class ExpertShard {
 
     public WeightType weightType() {
         return weightType;
+    }
+
+    /** How the experts' weights are laid out. */
+    public PanelMatrix.Layout layout() {
+        return layout;
     }
 
     public long weightBytes() {
