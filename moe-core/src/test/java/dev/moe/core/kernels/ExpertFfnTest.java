@@ -321,6 +321,77 @@ class ExpertFfnTest {
         }
     }
 
+    /** The real kernels, noting which threads ran them; the caller's first unit waits until another thread ran one. */
+    private static final class ThreadRecordingKernels implements PanelKernels {
+        final java.util.Set<Thread> threads = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        final java.util.concurrent.CountDownLatch otherThread = new java.util.concurrent.CountDownLatch(1);
+        final Thread caller = Thread.currentThread();
+        volatile boolean waited;
+
+        private void record() {
+            threads.add(Thread.currentThread());
+            if (Thread.currentThread() != caller) {
+                otherThread.countDown();
+            } else if (!waited) {
+                waited = true;
+                try {
+                    otherThread.await(10, java.util.concurrent.TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+
+        @Override
+        public void accumulate(PanelMatrix m, int panel, int[] rows, int numRows, float[] a, int aStride,
+                               int numTokens, float[] out) {
+            record();
+            VectorPanelKernels.INSTANCE.accumulate(m, panel, rows, numRows, a, aStride, numTokens, out);
+        }
+
+        @Override
+        public void accumulatePanels(PanelMatrix m, int first, int step, int count, int[] rows, int numRows,
+                                     float[] a, float[] out) {
+            record();
+            VectorPanelKernels.INSTANCE.accumulatePanels(m, first, step, count, rows, numRows, a, out);
+        }
+
+        @Override
+        public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, float[] acc) {
+            record();
+            VectorPanelKernels.INSTANCE.accumulateRows(m, rows, from, to, a, acc);
+        }
+
+        @Override
+        public void accumulateRows(PanelMatrix m, int[] rows, int from, int to, float[] a, int aStride,
+                                   int numTokens, float[] acc) {
+            record();
+            VectorPanelKernels.INSTANCE.accumulateRows(m, rows, from, to, a, aStride, numTokens, acc);
+        }
+    }
+
+    /** One expert, one token: its projections are split over the pool, so both threads compute, with the same result. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"PANELS", "ROWS"})
+    void aSingleExpertCallRunsOnEveryThreadOfThePool(Layout layout) {
+        Weights w = Weights.random(512, 384, 5);
+        PackedExpert packed = PackedExpert.pack(512, 384, w.gate(), w.up(), w.down(), WeightType.BF16, layout);
+        float[] x = input(1, 512, 8);
+        float[] alone = new float[512];
+        float[] split = new float[512];
+        try (KernelPool one = new KernelPool(1)) {
+            new ExpertFfn(VectorPanelKernels.INSTANCE, one, 0.75).run(List.of(new ExpertFfn.Work(packed, x, 1, null,
+                    alone)));
+        }
+        ThreadRecordingKernels kernels = new ThreadRecordingKernels();
+        new ExpertFfn(kernels, POOL, 0.75).run(List.of(new ExpertFfn.Work(packed, x, 1, null, split)));
+        assertThat(kernels.threads).hasSize(2);
+        for (int o = 0; o < 512; o++) {
+            assertThat(split[o]).as("out %d", o).isCloseTo(alone[o], org.assertj.core.data.Offset.offset(
+                    1e-5f * (1 + Math.abs(alone[o]))));
+        }
+    }
+
     private static float[] input(int tokens, int hidden, long seed) {
         SplittableRandom r = new SplittableRandom(seed);
         float[] x = new float[tokens * hidden];
