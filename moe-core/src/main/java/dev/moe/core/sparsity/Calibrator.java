@@ -27,8 +27,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>For every MoE layer the calibration hidden states are routed with the model's own gate (router logits,
  * {@link TopKRouter} with the family's semantics), and each (layer, expert) gathers statistics of the inputs it
- * actually receives: x, shared by gate_proj and up_proj, and h = silu(gate·x) ⊙ up·x entering down_proj (computed
- * with the dense expert). Its thresholds are the {@code targetSparsity}-quantiles of |x − m| and |h − m|, so that a
+ * actually receives: x, shared by gate_proj and up_proj, and h = silu(gate·x) ⊙ up·x entering down_proj, computed as
+ * the server computes it, from x pruned with x's threshold (a second pass over the expert's tokens). Its thresholds are the {@code targetSparsity}-quantiles of |x − m| and |h − m|, so that a
  * fraction {@code targetSparsity} of each input's values satisfies {@code |v − m| <= threshold} and is pruned. m is 0
  * (SCAP's choice for SwiGLU models) or, with mode-centering, the mode of the signed distribution
  * ({@link ActivationHistogram#mode()}). Experts that received no token get threshold 0: nothing pruned.
@@ -36,7 +36,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>Memory is bounded: per layer only the routing (token ids per expert, {@code 4·T·k} bytes) is kept; each expert
  * streams its tokens in batches through two {@link ActivationHistogram}s and is dropped once its thresholds are known.
  * Experts run in parallel on {@code threads} workers, each holding one expert's float32 weights at a time. With
- * {@link Options#measure()} each expert streams its tokens a second time to count exactly what its thresholds prune.
+ * {@link Options#measure()} each expert streams its tokens a third time to count exactly what its thresholds prune.
  */
 public final class Calibrator {
     /** {@code calibration.source} when the project drew the inputs. */
@@ -51,9 +51,9 @@ public final class Calibrator {
      * @param batchTokens     rows per routing and expert batch
      * @param threads         experts calibrated at once
      * @param kernels         the float32 math
-     * @param measure         count the achieved sparsity on the calibration set exactly, with a second pass over each
-     *                        expert's tokens (as costly as the first); otherwise it is estimated from the histograms,
-     *                        which by construction gives the target to within interpolation
+     * @param measure         count the achieved sparsity on the calibration set exactly, with one more pass over
+     *                        each expert's tokens (as costly as the one that computes h); otherwise it is estimated
+     *                        from the histograms, which by construction gives the target to within interpolation
      */
     public record Options(double targetSparsity, boolean modeCentering, int batchTokens, int threads, Kernels kernels,
                           boolean measure) {
@@ -297,12 +297,23 @@ public final class Calibrator {
         int batch = Math.min(options.batchTokens(), tokens.length);
         float[] x = new float[batch * hidden];
         float[] h = new float[batch * inter];
+        double p = options.targetSparsity();
+        // Pass 1: x and its threshold.
         ActivationHistogram xs = new ActivationHistogram();
-        ActivationHistogram hs = new ActivationHistogram();
         for (int from = 0; from < tokens.length; from += batch) {
             int count = Math.min(batch, tokens.length - from);
             source.read(layer, tokens, from, count, x);
             xs.add(x, 0, count * hidden);
+        }
+        float xMode = options.modeCentering() ? (float) xs.mode() : 0f;
+        float xThreshold = (float) xs.quantileOfDeviation(xMode, p);
+        // Pass 2: h as the server computes it, from the pruned x, so that the down threshold prunes its target share
+        // of what down_proj really receives (h from the dense x is larger: it would prune less than the target).
+        ActivationHistogram hs = new ActivationHistogram();
+        for (int from = 0; from < tokens.length; from += batch) {
+            int count = Math.min(batch, tokens.length - from);
+            source.read(layer, tokens, from, count, x);
+            pruneToMode(x, count * hidden, xMode, xThreshold);
             weights.intermediate(options.kernels(), x, count, h);
             try {
                 hs.add(h, 0, count * inter);
@@ -311,10 +322,7 @@ public final class Calibrator {
                         + e.getMessage() + " (weights or inputs out of float32 range)", e);
             }
         }
-        double p = options.targetSparsity();
-        float xMode = options.modeCentering() ? (float) xs.mode() : 0f;
         float hMode = options.modeCentering() ? (float) hs.mode() : 0f;
-        float xThreshold = (float) xs.quantileOfDeviation(xMode, p);
         float hThreshold = (float) hs.quantileOfDeviation(hMode, p);
         SparsityProfile.Expert entry = new SparsityProfile.Expert(
                 new SparsityProfile.Projection(xThreshold, xMode, tokens.length),
@@ -328,12 +336,29 @@ public final class Calibrator {
         for (int from = 0; from < tokens.length; from += batch) {
             int count = Math.min(batch, tokens.length - from);
             source.read(layer, tokens, from, count, x);
-            xPruned += countPruned(x, count * hidden, xMode, xThreshold);
+            xPruned += pruneToMode(x, count * hidden, xMode, xThreshold);
             weights.intermediate(options.kernels(), x, count, h);
             hPruned += countPruned(h, count * inter, hMode, hThreshold);
         }
         return new ExpertOutcome(entry, (double) xPruned / ((long) tokens.length * hidden),
                 (double) hPruned / ((long) tokens.length * inter));
+    }
+
+    /**
+     * Prunes as the kernels do: a value with {@code |v − mode| <= threshold} enters the projection as the mode (0
+     * without mode-centering; with it, the kernels skip {@code v − mode} and add {@code W·mode} back as a bias).
+     *
+     * @return how many values were pruned
+     */
+    private static long pruneToMode(float[] values, int n, float mode, float threshold) {
+        long pruned = 0;
+        for (int i = 0; i < n; i++) {
+            if (Math.abs(values[i] - mode) <= threshold) {
+                values[i] = mode;
+                pruned++;
+            }
+        }
+        return pruned;
     }
 
     private static long countPruned(float[] values, int n, float mode, float threshold) {

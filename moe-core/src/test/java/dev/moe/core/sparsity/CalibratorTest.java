@@ -59,14 +59,21 @@ class CalibratorTest {
         checkpoint.close();
     }
 
-    /** Receives every (token, chosen expert) of a layer with x and the expert's h = silu(gate·x) ⊙ up·x. */
+    /**
+     * Receives every (token, chosen expert) of a layer with x and the expert's h = silu(gate·x̃) ⊙ up·x̃, where x̃ is x
+     * pruned with the expert's gate/up threshold when a profile is given (as the server computes h), else x.
+     */
     @FunctionalInterface
     private interface RoutedVisitor {
         void visit(int layer, int expert, float[] x, float[] h);
     }
 
-    /** Routes every input row with the real gate (scalar kernels) and runs the dense experts it chose. */
     private static void forEachRouted(CalibrationSource inputs, RoutedVisitor visitor) {
+        forEachRouted(inputs, null, visitor);
+    }
+
+    /** Routes every input row with the real gate (scalar kernels) and runs the experts it chose. */
+    private static void forEachRouted(CalibrationSource inputs, SparsityProfile pruneWith, RoutedVisitor visitor) {
         MoeConfig config = MoeConfig.from(checkpoint.config()).validate();
         Kernels k = ScalarKernels.INSTANCE;
         for (int layer : config.moeLayers()) {
@@ -83,7 +90,17 @@ class CalibratorTest {
                         router.correctionBias());
                 for (int j = 0; j < d.topK(); j++) {
                     int e = d.expertId(0, j);
-                    experts.get(e).intermediate(k, x, 1, h);
+                    float[] input = x;
+                    if (pruneWith != null) { // a pruned value enters as the mode, as in the kernels
+                        SparsityThresholds th = pruneWith.thresholds(layer, e);
+                        input = x.clone();
+                        for (int i = 0; i < input.length; i++) {
+                            if (Math.abs(input[i] - th.gateUpMode()) <= th.gateUpThreshold()) {
+                                input[i] = th.gateUpMode();
+                            }
+                        }
+                    }
+                    experts.get(e).intermediate(k, input, 1, h);
                     visitor.visit(layer, e, x, h);
                 }
             }
@@ -91,13 +108,14 @@ class CalibratorTest {
     }
 
     /**
-     * Per layer: {pruned fraction of the x values the experts received, of the h values}, pooled over experts (each
-     * weighted by the tokens it received), pruning as the kernels do: {@code |v − mode| <= threshold} in float.
+     * Per layer: {pruned fraction of the x values the experts received, of the h values (computed from the pruned x)},
+     * pooled over experts (each weighted by the tokens it received), pruning as the kernels do:
+     * {@code |v − mode| <= threshold} in float.
      */
     private static double[][] heldOutSparsity(SparsityProfile profile, CalibrationSource inputs) {
         long[][] pruned = new long[2][2];
         long[][] seen = new long[2][2];
-        forEachRouted(inputs, (layer, e, x, h) -> {
+        forEachRouted(inputs, profile, (layer, e, x, h) -> {
             SparsityThresholds th = profile.thresholds(layer, e);
             for (float v : x) {
                 pruned[layer][0] += Math.abs(v - th.gateUpMode()) <= th.gateUpThreshold() ? 1 : 0;
@@ -117,13 +135,23 @@ class CalibratorTest {
         return out;
     }
 
-    /** The q-quantile of |silu(g)·u| for independent g, u ~ N(0, 1), by Monte Carlo. */
-    private static double swiGluQuantile(double q) {
+    /**
+     * The q-quantile of |silu(g)·u| for independent g, u ~ N(0, σ²), by Monte Carlo, where σ² is the variance left in
+     * N(0, 1) values once those with |v| <= {@code xThreshold} are pruned to 0 (g and u are sums over the pruned x).
+     */
+    private static double swiGluQuantile(double q, double xThreshold) {
         SplittableRandom r = new SplittableRandom(99);
-        double[] v = new double[400_000];
+        double kept = 0;
+        int n = 400_000;
+        for (int i = 0; i < n; i++) {
+            double v = r.nextGaussian();
+            kept += Math.abs(v) > xThreshold ? v * v : 0;
+        }
+        double sigma = Math.sqrt(kept / n);
+        double[] v = new double[n];
         for (int i = 0; i < v.length; i++) {
-            double g = r.nextGaussian();
-            v[i] = Math.abs(g / (1 + Math.exp(-g)) * r.nextGaussian());
+            double g = sigma * r.nextGaussian();
+            v[i] = Math.abs(g / (1 + Math.exp(-g)) * sigma * r.nextGaussian());
         }
         java.util.Arrays.sort(v);
         return v[(int) (q * v.length)];
@@ -179,9 +207,9 @@ class CalibratorTest {
         // |N(0, 1)|: 0.674 at 0.5, 1.036 at 0.7.
         double expected = target == 0.5 ? 0.6745 : 1.0364;
         assertThat(result.meanGateUpThreshold()).isCloseTo(expected, within(0.03));
-        // h: gate·x and up·x are close to N(0, 1) here (weight rows of norm ~1), so the down threshold is the target
-        // quantile of |silu(g)·u| (0.153 at 0.5, 0.296 at 0.7)
-        assertThat(result.meanDownThreshold()).isCloseTo(swiGluQuantile(target), withinPercentage(5));
+        // h: gate·x̃ and up·x̃ of the pruned x are close to N(0, σ²) here (weight rows of norm ~1; σ² = 0.93 at 0.5,
+        // 0.78 at 0.7), so the down threshold is the target quantile of |silu(g)·u| for those
+        assertThat(result.meanDownThreshold()).isCloseTo(swiGluQuantile(target, expected), withinPercentage(5));
     }
 
     @Test
