@@ -85,11 +85,10 @@ final class CalibrateCommand implements Callable<Integer> {
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
             MoeConfig config = MoeConfig.from(checkpoint.config()).validate();
             try (CalibrationSource source = openSource(config)) {
-                long layerBytes = 3L * config.numExperts() * config.hiddenSize() * config.moeIntermediateSize()
-                        * Float.BYTES;
+                long expertBytes = 3L * config.hiddenSize() * config.moeIntermediateSize() * Float.BYTES;
                 Progress progress = new Progress("calibrating", err);
                 result = Calibrator.calibrate(checkpoint, source, options,
-                        (done, total) -> progress.update(done * layerBytes, total * layerBytes));
+                        (done, total) -> progress.update(done * expertBytes, total * expertBytes));
             }
         } catch (CheckpointException | IllegalArgumentException e) {
             throw new UserError(e.getMessage());

@@ -95,7 +95,8 @@ public final class Calibrator {
     /** Progress: called with 0 before the first layer and after each layer. */
     @FunctionalInterface
     public interface ProgressListener {
-        void onProgress(int layersDone, int layersTotal);
+        /** Called with 0 first, then after each (layer, expert) is calibrated, in layer and expert order. */
+        void onProgress(long expertsDone, long expertsTotal);
 
         ProgressListener NONE = (done, total) -> { };
     }
@@ -189,7 +190,8 @@ public final class Calibrator {
         Map<Integer, Map<Integer, SparsityProfile.Expert>> layers = new TreeMap<>();
         List<LayerSummary> summaries = new ArrayList<>();
         long maxTokens = 0;
-        progress.onProgress(0, moeLayers.size());
+        long total = (long) moeLayers.size() * config.numExperts();
+        progress.onProgress(0, total);
         try (ExecutorService workers = Executors.newFixedThreadPool(options.threads(), daemonThreads())) {
             for (int li = 0; li < moeLayers.size(); li++) {
                 int layer = moeLayers.get(li);
@@ -211,6 +213,7 @@ public final class Calibrator {
                 double downThresholds = 0;
                 for (int e = 0; e < futures.size(); e++) {
                     ExpertOutcome outcome = await(futures, e);
+                    progress.onProgress((long) li * config.numExperts() + e + 1, total);
                     experts.put(e, outcome.entry());
                     long tokens = outcome.entry().gateUp().tokens();
                     if (tokens > 0) {
@@ -227,7 +230,6 @@ public final class Calibrator {
                         pairs == 0 ? 0 : gateUpPruned / pairs, pairs == 0 ? 0 : downPruned / pairs,
                         withTokens == 0 ? 0 : gateUpThresholds / withTokens,
                         withTokens == 0 ? 0 : downThresholds / withTokens));
-                progress.onProgress(li + 1, moeLayers.size());
             }
         }
         SparsityProfile profile = new SparsityProfile(checkpoint.fingerprint(), config.family().modelType,

@@ -240,7 +240,11 @@ class CalibratorTest {
         assertThat(three.measured()).isFalse();
         assertThat(three.gateUpSparsity()).isCloseTo(0.6, within(1e-6));
         assertThat(three.downSparsity()).isCloseTo(0.6, within(1e-6));
-        assertThat(progress).containsExactly("0/2", "1/2", "2/2");
+        // one step per (layer, expert): 2 layers x 8 experts
+        assertThat(progress).hasSize(17).startsWith("0/16", "1/16").endsWith("15/16", "16/16");
+        for (int i = 0; i < progress.size(); i++) {
+            assertThat(progress.get(i)).isEqualTo(i + "/16");
+        }
         assertThat(one.profile().toJson()).isEqualTo(three.profile().toJson());
         SparsityProfile p = one.profile();
         assertThat(p.modelFingerprint()).isEqualTo(checkpoint.fingerprint());
