@@ -240,7 +240,7 @@ public final class KernelBench implements Callable<Integer> {
                 Shapes.Expert shape = shapeList.get(si);
                 long shapeSeed = measureOptions.seed * 7919 + si;
                 float[] x = Synth.gaussian(maxBatch * shape.hidden(), shapeSeed);
-                Reference reference = new Reference();
+                Reference reference = new Reference(shape, x, batchList, sparsityList);
                 for (WeightType type : types) {
                     List<Pool> layoutPools = new ArrayList<>();
                     for (PanelMatrix.Layout layout : layoutList) {
@@ -261,10 +261,10 @@ public final class KernelBench implements Callable<Integer> {
                                 List<Measured> dense = new ArrayList<>();
                                 List<List<Measured>> measured = new ArrayList<>();
                                 for (Pool pool : layoutPools) {
-                                    Measured d = measure(shape, pool, x, b, 0.0, kp, settings, stubSettings);
+                                    Measured d = measure(shape, pool, reference, x, b, 0.0, kp, settings, stubSettings);
                                     List<Measured> m = new ArrayList<>();
                                     for (double s : sparsityList) {
-                                        m.add(s == 0.0 ? d : measure(shape, pool, x, b, s, kp, settings, stubSettings));
+                                        m.add(s == 0.0 ? d : measure(shape, pool, reference, x, b, s, kp, settings, stubSettings));
                                     }
                                     dense.add(d);
                                     measured.add(m);
@@ -309,8 +309,71 @@ public final class KernelBench implements Callable<Integer> {
     }
 
     /** Gate/up pre-activations and h of each expert index for the x of this shape, shared by the dtypes. */
+    /**
+     * Per expert of a shape (shared by its dtypes and layouts): gate·x and up·x of the dense float32 expert (what the
+     * stub kernels return) and the h threshold of every (batch, sparsity): the one that prunes a fraction s of the h
+     * of the first b tokens, h computed from x pruned as the server prunes it (with h of the dense x, a threshold
+     * pruned 0.52 and 0.76 at 0.5 and 0.7, since pruning x shrinks h).
+     */
     private static final class Reference {
         final Map<Integer, float[][]> byIndex = new java.util.concurrent.ConcurrentHashMap<>();
+        final Shapes.Expert shape;
+        final float[] x;
+        final int[] batches;
+        final double[] sparsities;
+
+        Reference(Shapes.Expert shape, float[] x, int[] batches, double[] sparsities) {
+            this.shape = shape;
+            this.x = x;
+            this.batches = batches;
+            this.sparsities = sparsities;
+        }
+
+        float[][] of(int index, Synth.RawExpert raw) {
+            return byIndex.computeIfAbsent(index, i -> compute(raw));
+        }
+
+        private float[][] compute(Synth.RawExpert raw) {
+            int hidden = shape.hidden();
+            int maxBatch = Arrays.stream(batches).max().orElseThrow();
+            float[][] gu = Synth.gateUp(raw, x, maxBatch);
+            float[] hThresholds = new float[batches.length * sparsities.length];
+            for (int bi = 0; bi < batches.length; bi++) {
+                int b = batches[bi];
+                for (int si = 0; si < sparsities.length; si++) {
+                    double s = sparsities[si];
+                    if (s == 0.0) {
+                        continue;
+                    }
+                    float tx = xThreshold(x, hidden, b, s);
+                    float[] pruned = Arrays.copyOf(x, b * hidden);
+                    for (int i = 0; i < pruned.length; i++) {
+                        pruned[i] = Math.abs(pruned[i]) <= tx ? 0f : pruned[i];
+                    }
+                    float[][] g = Synth.gateUp(raw, pruned, b);
+                    float[] h = Synth.hidden(g[0], g[1]);
+                    hThresholds[bi * sparsities.length + si] = Synth.thresholdForFraction(h, 0, h.length, s);
+                }
+            }
+            return new float[][] {gu[0], gu[1], hThresholds};
+        }
+
+        float hThreshold(float[][] ref, int b, double s) {
+            int bi = 0;
+            while (batches[bi] != b) {
+                bi++;
+            }
+            int si = 0;
+            while (sparsities[si] != s) {
+                si++;
+            }
+            return ref[2][bi * sparsities.length + si];
+        }
+    }
+
+    /** The x threshold that prunes a fraction s of the first b tokens' x. */
+    private static float xThreshold(float[] x, int hidden, int b, double s) {
+        return Synth.thresholdForFraction(x, 0, b * hidden, s);
     }
 
     /** The experts of one (shape, dtype), rotated call after call. */
@@ -343,9 +406,9 @@ public final class KernelBench implements Callable<Integer> {
             // One big expert: say what the slow steps are.
             err.printf(Locale.ROOT, "%s: generating %.0f MiB of float32 weights...%n", label, rawBytes / 1048576.0);
             Synth.RawExpert raw = Synth.rawExpert(shape.hidden(), shape.intermediate(), shapeSeed * 100_003L);
-            err.printf(Locale.ROOT, "%s: reference activations (dense float32, %d tokens)... (%.1f s)%n", label,
-                    maxBatch, (System.nanoTime() - t0) / 1e9);
-            ref[0] = reference.byIndex.computeIfAbsent(0, i -> referenceOf(raw, x, maxBatch));
+            err.printf(Locale.ROOT, "%s: reference activations (float32, %d tokens, and the pruned inputs' h)..."
+                    + " (%.1f s)%n", label, maxBatch, (System.nanoTime() - t0) / 1e9);
+            ref[0] = reference.of(0, raw);
             err.printf(Locale.ROOT, "%s: packing... (%.1f s)%n", label, (System.nanoTime() - t0) / 1e9);
             experts[0] = raw.pack(type, layout);
         } else {
@@ -354,7 +417,7 @@ public final class KernelBench implements Callable<Integer> {
             IntStream indices = IntStream.range(0, count);
             (parallel ? indices.parallel() : indices).forEach(i -> {
                 Synth.RawExpert raw = Synth.rawExpert(shape.hidden(), shape.intermediate(), shapeSeed * 100_003L + i);
-                ref[i] = reference.byIndex.computeIfAbsent(i, k -> referenceOf(raw, x, maxBatch));
+                ref[i] = reference.of(i, raw);
                 experts[i] = raw.pack(type, layout);
                 ticker.step();
             });
@@ -363,29 +426,23 @@ public final class KernelBench implements Callable<Integer> {
         return new Pool(type, layout, experts, ref, Synth.projectionBytes(experts[0]), experts[0].weightBytes());
     }
 
-    private static float[][] referenceOf(Synth.RawExpert raw, float[] x, int tokens) {
-        float[][] gu = Synth.gateUp(raw, x, tokens);
-        return new float[][] {gu[0], gu[1], Synth.hidden(gu[0], gu[1])};
-    }
-
     /** Times of one (pool, batch, sparsity, threads) and the stats of its calls. */
     private record Measured(Measure.Result time, Measure.Result stub, StatsSum stats) {
     }
 
-    private Measured measure(Shapes.Expert shape, Pool pool, float[] x, int b, double s, KernelPool kp,
-                             Measure.Settings settings, Measure.Settings stubSettings) {
+    private Measured measure(Shapes.Expert shape, Pool pool, Reference reference, float[] x, int b, double s,
+                             KernelPool kp, Measure.Settings settings, Measure.Settings stubSettings) {
         int hidden = shape.hidden();
         int inter = shape.intermediate();
         int n = pool.size();
         float[] xb = Arrays.copyOf(x, b * hidden);
         float[] y = new float[b * hidden];
-        float thresholdX = s > 0 ? Synth.thresholdForFraction(x, 0, b * hidden, s) : Float.NaN;
+        float thresholdX = s > 0 ? xThreshold(x, hidden, b, s) : Float.NaN;
         @SuppressWarnings("unchecked")
         List<ExpertFfn.Work>[] work = new List[n];
         for (int i = 0; i < n; i++) {
             SparsityThresholds th = s > 0
-                    ? new SparsityThresholds(thresholdX, 0f, Synth.thresholdForFraction(pool.reference()[i][2], 0,
-                    b * inter, s), 0f)
+                    ? new SparsityThresholds(thresholdX, 0f, reference.hThreshold(pool.reference()[i], b, s), 0f)
                     : null;
             work[i] = List.of(new ExpertFfn.Work(pool.experts()[i], xb, b, th, y));
         }

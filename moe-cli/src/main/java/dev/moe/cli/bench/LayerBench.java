@@ -285,25 +285,26 @@ public final class LayerBench implements Callable<Integer> {
                     Runtime.getRuntime().maxMemory() / 1073741824.0);
         }
         boolean sparse = Arrays.stream(sparsityList).anyMatch(s -> s > 0);
-        float[] calibration = Synth.gaussian(CALIBRATION_TOKENS * hidden, measureOptions.seed * 31 + 2);
+        Calibration calibration = new Calibration(Synth.gaussian(CALIBRATION_TOKENS * hidden,
+                measureOptions.seed * 31 + 2), sparsityList);
         PackedExpert[][] experts = new PackedExpert[types.size()][e];
-        float[][] h = new float[e][];
+        SparsityThresholds[][] thresholds = new SparsityThresholds[sparsityList.length][e];
         Ticker ticker = new Ticker(String.format(Locale.ROOT, "bench: %s: %d random experts %dx%d packed as %s%s",
                 shape.name(), e, hidden, inter, types, sparse ? " + calibration" : ""), e, err);
         IntStream indices = IntStream.range(0, e);
         (rawBytes < (256L << 20) ? indices.parallel() : indices).forEach(i -> {
             Synth.RawExpert raw = Synth.rawExpert(hidden, inter, measureOptions.seed * 1_000_033L + i);
-            if (sparse) {
-                float[][] gu = Synth.gateUp(raw, calibration, CALIBRATION_TOKENS);
-                h[i] = Synth.hidden(gu[0], gu[1]);
-            }
+            calibration.thresholds(i, thresholds, x -> {
+                float[][] gu = Synth.gateUp(raw, x, CALIBRATION_TOKENS);
+                return Synth.hidden(gu[0], gu[1]);
+            });
             for (int t = 0; t < types.size(); t++) {
                 experts[t][i] = raw.pack(types.get(t), layout);
             }
             ticker.step();
         });
         return new Layer(shape.name(), "synthetic", 0, e, shape.topK(), hidden, inter, router, routerSpec, types,
-                experts, sparsityList, thresholds(calibration, h, sparsityList));
+                experts, sparsityList, thresholds);
     }
 
     private Layer fromCheckpoint(Path dir, List<WeightType> types, double[] sparsityList, PrintStream err) {
@@ -319,9 +320,10 @@ public final class LayerBench implements Callable<Integer> {
             int inter = config.moeIntermediateSize();
             RouterLayer router = MoeWeights.loadRouterLayer(c, config, index);
             boolean sparse = Arrays.stream(sparsityList).anyMatch(s -> s > 0);
-            float[] calibration = Synth.gaussian(CALIBRATION_TOKENS * hidden, measureOptions.seed * 31 + 2);
+            Calibration calibration = new Calibration(Synth.gaussian(CALIBRATION_TOKENS * hidden,
+                    measureOptions.seed * 31 + 2), sparsityList);
             PackedExpert[][] experts = new PackedExpert[types.size()][e];
-            float[][] h = new float[e][];
+            SparsityThresholds[][] thresholds = new SparsityThresholds[sparsityList.length][e];
             Ticker ticker = new Ticker(String.format(Locale.ROOT, "bench: %s layer %d: loading %d experts %dx%d as %s%s",
                     dir.getFileName(), index, e, hidden, inter, types, sparse ? " + calibration" : ""), e, err);
             for (int i = 0; i < e; i++) {
@@ -330,34 +332,57 @@ public final class LayerBench implements Callable<Integer> {
                 }
                 if (sparse) {
                     SwiGluExpert f32 = MoeWeights.loadExpert(c, config, index, i);
-                    h[i] = new float[CALIBRATION_TOKENS * inter];
-                    f32.intermediate(VectorKernels.INSTANCE, calibration, CALIBRATION_TOKENS, h[i]);
+                    calibration.thresholds(i, thresholds, x -> {
+                        float[] h = new float[CALIBRATION_TOKENS * inter];
+                        f32.intermediate(VectorKernels.INSTANCE, x, CALIBRATION_TOKENS, h);
+                        return h;
+                    });
                 }
                 ticker.step();
             }
             return new Layer(config.family().modelType, dir.toString(), index, e, config.numExpertsPerToken(), hidden,
-                    inter, router, RouterSpec.of(config), types, experts, sparsityList,
-                    thresholds(calibration, h, sparsityList));
+                    inter, router, RouterSpec.of(config), types, experts, sparsityList, thresholds);
         }
     }
 
     /**
-     * Per (sparsity, expert): x's threshold from the calibration tokens (shared: every expert sees the same x
-     * distribution), h's from that expert's h on them; null for sparsity 0.
+     * The calibration tokens and, per sparsity, x's threshold on them (shared: every expert sees the same x
+     * distribution) and x pruned with it. An expert's h threshold comes from the h of that pruned x, as the server
+     * computes h (from the dense x it pruned 0.52 and 0.76 at 0.5 and 0.7).
      */
-    private static SparsityThresholds[][] thresholds(float[] calibration, float[][] h, double[] sparsityList) {
-        SparsityThresholds[][] out = new SparsityThresholds[sparsityList.length][h.length];
-        for (int s = 0; s < sparsityList.length; s++) {
-            if (sparsityList[s] == 0) {
-                continue;
-            }
-            float tx = Synth.thresholdForFraction(calibration, 0, calibration.length, sparsityList[s]);
-            for (int e = 0; e < h.length; e++) {
-                out[s][e] = new SparsityThresholds(tx, 0f, Synth.thresholdForFraction(h[e], 0, h[e].length,
-                        sparsityList[s]), 0f);
+    private static final class Calibration {
+        final double[] sparsities;
+        final float[] xThresholds;
+        final float[][] prunedX;
+
+        Calibration(float[] x, double[] sparsities) {
+            this.sparsities = sparsities;
+            this.xThresholds = new float[sparsities.length];
+            this.prunedX = new float[sparsities.length][];
+            for (int s = 0; s < sparsities.length; s++) {
+                if (sparsities[s] == 0) {
+                    continue;
+                }
+                float tx = Synth.thresholdForFraction(x, 0, x.length, sparsities[s]);
+                float[] pruned = x.clone();
+                for (int i = 0; i < pruned.length; i++) {
+                    pruned[i] = Math.abs(pruned[i]) <= tx ? 0f : pruned[i];
+                }
+                xThresholds[s] = tx;
+                prunedX[s] = pruned;
             }
         }
-        return out;
+
+        /** Fills {@code into[s][expert]} for every sparsity s > 0; {@code hOf} maps an x to the expert's h. */
+        void thresholds(int expert, SparsityThresholds[][] into, java.util.function.Function<float[], float[]> hOf) {
+            for (int s = 0; s < sparsities.length; s++) {
+                if (prunedX[s] != null) {
+                    float[] h = hOf.apply(prunedX[s]);
+                    into[s][expert] = new SparsityThresholds(xThresholds[s], 0f,
+                            Synth.thresholdForFraction(h, 0, h.length, sparsities[s]), 0f);
+                }
+            }
+        }
     }
 
     // ---- one forward ----
