@@ -38,12 +38,10 @@ class SparseServingTest {
     @ParameterizedTest(name = "layout {0}")
     @ValueSource(strings = {"PANELS", "ROWS"})
     void calibratedThresholdsHitTheirTargetWhileServing(String layout, @TempDir Path dir) throws Exception {
-        Spec spec = new Spec(ModelFamily.QWEN3_MOE, 128, 2, 8, 2, 96, 0, 1, 1, true, DType.BF16, 1, 4);
         Path model = dir.resolve("model");
-        SyntheticCheckpoint.write(model, spec, SyntheticCheckpoint.SILENT);
         Path thresholds = dir.resolve("thresholds.json");
-        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--tokens", "2048",
-                "--out", thresholds.toString())).isZero();
+        calibratedModel(new Spec(ModelFamily.QWEN3_MOE, 128, 2, 8, 2, 96, 0, 1, 1, true, DType.BF16, 1, 4), model,
+                thresholds, 2048);
 
         EmbeddedCluster.Options options = EmbeddedCluster.Options.of(model, 2).withProperties(RouterCalls.EXACT)
                 .withProperties(Map.of("moe.expert.sparsity", thresholds.toString(), "moe.expert.layout", layout,
@@ -117,12 +115,10 @@ class SparseServingTest {
      */
     @Test
     void theDefaultLayoutFollowsTheThresholdsTargetSparsity(@TempDir Path dir) throws Exception {
-        Spec spec = new Spec(ModelFamily.QWEN3_MOE, 64, 2, 4, 2, 32, 0, 1, 1, true, DType.BF16, 1, 2);
         Path model = dir.resolve("model");
-        SyntheticCheckpoint.write(model, spec, SyntheticCheckpoint.SILENT);
         Path thresholds = dir.resolve("thresholds.json");
-        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--tokens", "256",
-                "--out", thresholds.toString())).isZero();
+        calibratedModel(new Spec(ModelFamily.QWEN3_MOE, 64, 2, 4, 2, 32, 0, 1, 1, true, DType.BF16, 1, 2), model,
+                thresholds, 256);
         Map<String, PanelMatrix.Layout> expected = Map.of("INT8", PanelMatrix.Layout.PANELS, "BF16",
                 PanelMatrix.Layout.ROWS);
         for (var weights : expected.entrySet()) {
@@ -133,5 +129,12 @@ class SparseServingTest {
                         .isEqualTo(weights.getValue());
             }
         }
+    }
+
+    /** Writes a synthetic checkpoint and calibrates it for a target sparsity of 0.5 with {@code tokens} inputs. */
+    private static void calibratedModel(Spec spec, Path model, Path thresholds, int tokens) throws Exception {
+        SyntheticCheckpoint.write(model, spec, SyntheticCheckpoint.SILENT);
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--tokens",
+                String.valueOf(tokens), "--out", thresholds.toString())).isZero();
     }
 }
