@@ -62,6 +62,13 @@ public final class LayerBench implements Callable<Integer> {
             description = "SCAP sparsities of x and h, thresholds calibrated per expert (default: 0,0.5).")
     List<Double> sparsities;
 
+    @Option(names = "--thresholds", paramLabel = "FILE",
+            description = "With --model: the SCAP thresholds file bin/moe calibrate wrote for this checkpoint; the layer"
+                    + " runs dense and with them (instead of --sparsity).")
+    Path thresholdsFile;
+    /** The thresholds file's profile, when given. */
+    private dev.moe.core.sparsity.SparsityProfile profile;
+
     @Option(names = "--batch", split = ",", paramLabel = "N", description = "Tokens per forward (default: 1,8,64).")
     List<Integer> batches;
 
@@ -185,7 +192,19 @@ public final class LayerBench implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw Opts.usage(spec, e.getMessage());
         }
-        double[] sparsityList = Opts.fractions(spec, "--sparsity", sparsities != null ? sparsities : List.of(0.0, 0.5));
+        if (thresholdsFile != null) {
+            if (model == null || sparsities != null) {
+                throw Opts.usage(spec, "--thresholds needs --model (the checkpoint it was calibrated on) and replaces"
+                        + " --sparsity");
+            }
+            try {
+                profile = dev.moe.core.sparsity.SparsityProfile.read(thresholdsFile);
+            } catch (RuntimeException e) {
+                throw Opts.usage(spec, "--thresholds " + thresholdsFile + ": " + e.getMessage());
+            }
+        }
+        double[] sparsityList = profile != null ? new double[] {0.0, profile.targetSparsity()}
+                : Opts.fractions(spec, "--sparsity", sparsities != null ? sparsities : List.of(0.0, 0.5));
         int[] batchList = Opts.positiveInts(spec, "--batch", batches != null ? batches : List.of(1, 8, 64));
         int threadCount = threads != null ? threads : Runtime.getRuntime().availableProcessors();
         if (threadCount < 1) {
@@ -218,7 +237,7 @@ public final class LayerBench implements Callable<Integer> {
         try {
             l = shape != null ? synthetic(shape, types, sparsityList, err)
                     : fromCheckpoint(model, types, sparsityList, err);
-        } catch (IllegalArgumentException | CheckpointException e) {
+        } catch (IllegalArgumentException | CheckpointException | dev.moe.core.sparsity.SparsityProfileException e) {
             throw Opts.usage(spec, e.getMessage());
         }
         List<Row> rows = new ArrayList<>();
@@ -310,6 +329,9 @@ public final class LayerBench implements Callable<Integer> {
     private Layer fromCheckpoint(Path dir, List<WeightType> types, double[] sparsityList, PrintStream err) {
         try (Checkpoint c = Checkpoint.open(dir)) {
             MoeConfig config = MoeConfig.from(c.config()).validate();
+            if (profile != null) {
+                profile.requireFingerprint(c.fingerprint());
+            }
             int index = layer != null ? layer : config.moeLayers().getFirst();
             if (!config.isMoeLayer(index)) {
                 throw new IllegalArgumentException("layer " + index + " has no MoE block; MoE layers: "
@@ -330,7 +352,9 @@ public final class LayerBench implements Callable<Integer> {
                 for (int t = 0; t < types.size(); t++) {
                     experts[t][i] = MoeWeights.loadPackedExpert(c, config, index, i, types.get(t), layout);
                 }
-                if (sparse) {
+                if (profile != null) {
+                    thresholds[1][i] = profile.thresholds(index, i); // [0]: dense
+                } else if (sparse) {
                     SwiGluExpert f32 = MoeWeights.loadExpert(c, config, index, i);
                     calibration.thresholds(i, thresholds, x -> {
                         float[] h = new float[CALIBRATION_TOKENS * inter];

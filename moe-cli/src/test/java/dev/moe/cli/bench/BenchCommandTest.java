@@ -12,6 +12,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.json.JsonMapper;
@@ -237,6 +238,38 @@ class BenchCommandTest {
                 assertThat(row.get("experts_active").asDouble()).isEqualTo(4.0);
             }
         }
+    }
+
+    /** A real checkpoint with the thresholds bin/moe calibrate wrote for it: dense, then those thresholds. */
+    @Test
+    void layerFromACheckpointRunsWithItsCalibratedThresholds(@TempDir java.nio.file.Path dir) {
+        String model = ConformanceCases.dir("deepseek-v3-tiny").toString();
+        String thresholds = dir.resolve("t.json").toString();
+        assertThat(MoeCli.run("calibrate", "--model", model, "--target-sparsity", "0.6", "--tokens", "512", "--out",
+                thresholds)).isZero();
+        streams.reset();
+        int code = run("bench", "layer", "--model", model, "--thresholds", thresholds, "--batch", "1", "--dtype",
+                "bf16", "--layout", "rows", "--crossover", "1");
+        assertThat(code).as(streams.stderr()).isZero();
+        List<JsonNode> lines = jsonLines();
+        assertThat(lines).hasSize(2);
+        assertThat(lines.get(0).get("sparsity").asDouble()).isZero();
+        assertThat(lines.get(0).get("union_density_x").asDouble()).isEqualTo(1.0);
+        assertThat(lines.get(1).get("sparsity").asDouble()).isEqualTo(0.6);
+        // the file's thresholds prune about their target of these (Gaussian) inputs
+        assertThat(lines.get(1).get("union_density_x").asDouble()).isBetween(0.3, 0.5);
+
+        // thresholds of another checkpoint are refused, naming both
+        String other = dir.resolve("other.json").toString();
+        assertThat(MoeCli.run("calibrate", "--model", ConformanceCases.dir("qwen2-moe-tiny").toString(),
+                "--target-sparsity", "0.5", "--tokens", "64", "--out", other)).isZero();
+        streams.reset();
+        assertThat(run("bench", "layer", "--model", model, "--thresholds", other, "--batch", "1")).isEqualTo(2);
+        assertThat(streams.stderr()).contains("thresholds were calibrated on model", "recalibrate with bin/moe"
+                + " calibrate");
+        streams.reset();
+        assertThat(run("bench", "layer", "--synthetic", "16x4x64x96", "--thresholds", other)).isEqualTo(2);
+        assertThat(streams.stderr()).contains("--thresholds needs --model");
     }
 
     @Test
