@@ -97,11 +97,12 @@ class ExpertFfnTest {
         }
     }
 
-    @ParameterizedTest(name = "tokens={0} {1}")
-    @CsvSource({"4,PANELS", "1,PANELS", "4,ROWS", "1,ROWS"})
-    void thresholdZeroEqualsTheDensePathToFloatRounding(int tokens, Layout layout) {
+    @ParameterizedTest(name = "{2} tokens={0} {1}")
+    @CsvSource({"4,PANELS,BF16", "1,PANELS,BF16", "4,ROWS,BF16", "1,ROWS,BF16", "4,PANELS,INT8", "1,ROWS,INT8",
+            "3,ROWS,INT8", "4,PANELS,F32", "1,ROWS,F32", "1,PANELS,F32"})
+    void thresholdZeroEqualsTheDensePathToFloatRounding(int tokens, Layout layout, WeightType type) {
         Weights w = Weights.random(96, 80, 11);
-        PackedExpert packed = PackedExpert.pack(96, 80, w.gate(), w.up(), w.down(), WeightType.BF16, layout);
+        PackedExpert packed = PackedExpert.pack(96, 80, w.gate(), w.up(), w.down(), type, layout);
         float[] x = input(tokens, 96, 5);
         float[] dense = new float[tokens * 96];
         float[] sparse = new float[tokens * 96];
