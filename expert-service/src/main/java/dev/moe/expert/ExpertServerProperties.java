@@ -88,8 +88,10 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
     /**
      * Target sparsity from which ROWS beats PANELS for one token, measured with {@code bin/moe bench layer --synthetic
      * qwen3-30b-a3b --sparsity 0,0.5,0.7 --batch 1} on the 2-core reference machine (README, "Measured"; experts'
-     * time): int8 PANELS dense 0.65 ms against ROWS sparse 0.74 ms at 0.5 and 0.49 ms at 0.7; bf16 PANELS dense 1.05
-     * ms against ROWS 1.20 ms dense and 0.88 ms at 0.5; f32 ROWS is as fast as PANELS dense already.
+     * time) while its memory was fast (75-82 GB/s): int8 PANELS dense 0.65 ms against ROWS sparse 0.74 ms at 0.5 and
+     * 0.49 ms at 0.7; bf16 PANELS dense 1.05 ms against ROWS 1.20 ms dense and 0.88 ms at 0.5; f32 ROWS is as fast as
+     * PANELS dense already. With slow memory (48-52 GB/s) ROWS pays earlier (int8 0.84 ms sparse at 0.5 against 0.90
+     * dense); the defaults follow fast memory, where dense reads gain most over scattered sparse rows.
      */
     public static double minRowsSparsity(WeightType weights) {
         return switch (weights) {
