@@ -264,7 +264,8 @@ public final class KernelBench implements Callable<Integer> {
                                     Measured d = measure(shape, pool, reference, x, b, 0.0, kp, settings, stubSettings);
                                     List<Measured> m = new ArrayList<>();
                                     for (double s : sparsityList) {
-                                        m.add(s == 0.0 ? d : measure(shape, pool, reference, x, b, s, kp, settings, stubSettings));
+                                        m.add(s == 0.0 ? d
+                                                : measure(shape, pool, reference, x, b, s, kp, settings, stubSettings));
                                     }
                                     dense.add(d);
                                     measured.add(m);
@@ -308,7 +309,6 @@ public final class KernelBench implements Callable<Integer> {
         return 0;
     }
 
-    /** Gate/up pre-activations and h of each expert index for the x of this shape, shared by the dtypes. */
     /**
      * Per expert of a shape (shared by its dtypes and layouts): gate·x and up·x of the dense float32 expert (what the
      * stub kernels return) and the h threshold of every (batch, sparsity): the one that prunes a fraction s of the h
