@@ -33,7 +33,11 @@ public class ExpertConfiguration {
         if (properties.model() == null) {
             throw new CheckpointException("moe.expert.model is not set: pass --moe.expert.model=/path/to/checkpoint");
         }
-        return Checkpoint.open(properties.model());
+        try {
+            return Checkpoint.open(properties.model());
+        } catch (CheckpointException e) { // name the setting: the message is shared with bin/moe's --model
+            throw new CheckpointException("moe.expert.model: " + e.getMessage(), e);
+        }
     }
 
     @Bean

@@ -43,7 +43,13 @@ public class RouterConfiguration {
             throw new CheckpointException("moe.router.model is not set: pass --moe.router.model=/path/to/checkpoint");
         }
         // Only gates, biases and shared experts are read; the mapping is released once they are on the heap.
-        try (Checkpoint checkpoint = Checkpoint.open(properties.model())) {
+        Checkpoint opened;
+        try {
+            opened = Checkpoint.open(properties.model());
+        } catch (CheckpointException e) { // name the setting: the message is shared with bin/moe's --model
+            throw new CheckpointException("moe.router.model: " + e.getMessage(), e);
+        }
+        try (Checkpoint checkpoint = opened) {
             RouterModel model = RouterModel.load(checkpoint, VectorKernels.INSTANCE, line -> log.info("router: {}", line));
             log.info("router: serving {} ({} MoE layers, {} experts, top-{}), fingerprint {}",
                     model.config().family().modelType, model.config().moeLayers().size(), model.config().numExperts(),

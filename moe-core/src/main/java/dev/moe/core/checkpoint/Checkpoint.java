@@ -50,7 +50,7 @@ public final class Checkpoint implements AutoCloseable {
 
     public static Checkpoint open(Path directory) {
         if (!Files.isDirectory(directory)) {
-            throw new CheckpointException(directory + " is not a directory: point --model at a checkpoint folder"
+            throw new CheckpointException(directory + " is not a directory: the model must be a checkpoint folder"
                     + " holding config.json and *.safetensors");
         }
         Path configPath = directory.resolve(CONFIG_FILE);
