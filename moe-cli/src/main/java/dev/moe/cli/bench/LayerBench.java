@@ -77,7 +77,8 @@ public final class LayerBench implements Callable<Integer> {
 
     @Option(names = "--layout", defaultValue = "panels", paramLabel = "LAYOUT",
             description = "Weight layout of the experts: panels (64-output panels; an expert server's default without a"
-                    + " sparsity file) or rows (whole input rows; the default with one) (default: ${DEFAULT-VALUE}).")
+                    + " sparsity file) or rows (whole input rows; its default with one of enough target sparsity)"
+                    + " (default: ${DEFAULT-VALUE}).")
     String layoutName;
     private dev.moe.core.kernels.PanelMatrix.Layout layout;
 
