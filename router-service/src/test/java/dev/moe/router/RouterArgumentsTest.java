@@ -40,20 +40,4 @@ class RouterArgumentsTest {
         assertThat(problem("--moe.expert.weights=int8")).isEqualTo("--moe.expert.weights is not a setting of this"
                 + " service (its settings are moe.router.*)");
     }
-
-    /** Every router argument the Helm chart renders passes the command-line check. */
-    @Test
-    void everyArgumentTheChartPassesIsAccepted() throws java.io.IOException {
-        java.util.Set<String> settings = new java.util.TreeSet<>();
-        try (var templates = java.nio.file.Files.list(java.nio.file.Path.of("..", "helm", "moe-serving", "templates"))) {
-            for (java.nio.file.Path t : templates.toList()) {
-                java.util.regex.Pattern.compile("--(moe\\.router\\.[a-z.-]+)=").matcher(java.nio.file.Files.readString(t))
-                        .results().forEach(r -> settings.add(r.group(1)));
-            }
-        }
-        assertThat(settings).hasSizeGreaterThan(8);
-        for (String setting : settings) {
-            assertThat(problem("--" + setting + "=x")).as(setting).isNull();
-        }
-    }
 }
