@@ -345,11 +345,7 @@ public final class KernelBench implements Callable<Integer> {
                     if (s == 0.0) {
                         continue;
                     }
-                    float tx = xThreshold(x, hidden, b, s);
-                    float[] pruned = Arrays.copyOf(x, b * hidden);
-                    for (int i = 0; i < pruned.length; i++) {
-                        pruned[i] = Math.abs(pruned[i]) <= tx ? 0f : pruned[i];
-                    }
+                    float[] pruned = Synth.pruned(x, b * hidden, xThreshold(x, hidden, b, s));
                     float[][] g = Synth.gateUp(raw, pruned, b);
                     float[] h = Synth.hidden(g[0], g[1]);
                     hThresholds[bi * sparsities.length + si] = Synth.thresholdForFraction(h, 0, h.length, s);

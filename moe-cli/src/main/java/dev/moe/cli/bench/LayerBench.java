@@ -389,12 +389,8 @@ public final class LayerBench implements Callable<Integer> {
                     continue;
                 }
                 float tx = Synth.thresholdForFraction(x, 0, x.length, sparsities[s]);
-                float[] pruned = x.clone();
-                for (int i = 0; i < pruned.length; i++) {
-                    pruned[i] = Math.abs(pruned[i]) <= tx ? 0f : pruned[i];
-                }
                 xThresholds[s] = tx;
-                prunedX[s] = pruned;
+                prunedX[s] = Synth.pruned(x, x.length, tx);
             }
         }
 

@@ -80,6 +80,15 @@ final class Synth {
         return h;
     }
 
+    /** {@code v[0, n)} pruned as the server prunes (mode 0): values with {@code |v| <= threshold} become 0. */
+    static float[] pruned(float[] v, int n, float threshold) {
+        float[] out = java.util.Arrays.copyOf(v, n);
+        for (int i = 0; i < n; i++) {
+            out[i] = Math.abs(out[i]) <= threshold ? 0f : out[i];
+        }
+        return out;
+    }
+
     /**
      * The SCAP threshold (mode 0) that prunes a fraction {@code s} of {@code v[from, to)}: the k-th smallest |v| with
      * k = round(s·n), since a value is pruned iff |v| <= threshold. Negative (prunes nothing) for k = 0.
