@@ -131,6 +131,27 @@ class BadInputTest {
     }
 
     @Test
+    void finiteValuesThatOverflowTheExpertsAreRefusedWithTheRequestsTokenIndex() {
+        // The gate's logits stay finite (about 1e20), its softmax too; the experts' gate·x ⊙ up·x does not.
+        float[] x = Arrays.copyOf(layer1.input(), 3 * 64);
+        System.arraycopy(layer1.input(), 0, x, 2 * 64, 64);
+        for (int i = 2 * 64; i < 3 * 64; i++) {
+            x[i] *= 1e20f;
+        }
+        assertStatus(RouterCalls.request(1, x, 3, 64, WireType.FLOAT32), Status.Code.INVALID_ARGUMENT)
+                .hasMessageContaining("hidden_states of token 2 overflow the experts on expert server")
+                .hasMessageContaining("the output is not finite");
+    }
+
+    @Test
+    void unknownElementTypeIsNamedByItsNumber() {
+        ForwardRequest request = good(1, 1);
+        HiddenStates hs = request.getHiddenStates().toBuilder().setElementTypeValue(7).build();
+        assertStatus(request.toBuilder().setHiddenStates(hs).build(), Status.Code.INVALID_ARGUMENT)
+                .hasMessageContaining("got the unknown value 7");
+    }
+
+    @Test
     void zeroTokensAreRefused() {
         ForwardRequest request = ForwardRequest.newBuilder().setLayer(1).setHiddenStates(HiddenStates.newBuilder()
                 .setElementType(ElementType.ELEMENT_TYPE_FLOAT32).setHiddenSize(64).setNumTokens(0)

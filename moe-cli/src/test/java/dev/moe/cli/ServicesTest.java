@@ -79,24 +79,7 @@ class ServicesTest {
         List<ForwardStreamResponse> responses = new ArrayList<>();
         CompletableFuture<Void> done = new CompletableFuture<>();
         StreamObserver<ForwardRequest> sender = RouterServiceGrpc.newStub(routerChannel).forwardStream(
-                new StreamObserver<>() {
-                    @Override
-                    public void onNext(ForwardStreamResponse value) {
-                        synchronized (responses) {
-                            responses.add(value);
-                        }
-                    }
-
-                    @Override
-                    public void onError(Throwable t) {
-                        done.completeExceptionally(t);
-                    }
-
-                    @Override
-                    public void onCompleted() {
-                        done.complete(null);
-                    }
-                });
+                recorder(responses, done));
         requests.forEach(sender::onNext);
         sender.onCompleted();
         done.get(60, TimeUnit.SECONDS);
@@ -116,6 +99,54 @@ class ServicesTest {
                         .isLessThanOrEqualTo(ConformanceCases.outputTolerance(e.output()));
             }
         }
+    }
+
+    /** A stream closed before any request completes with no responses; a cancelled one leaves the router serving. */
+    @Test
+    void emptyAndCancelledStreamsEndCleanly() throws Exception {
+        List<ForwardStreamResponse> responses = new ArrayList<>();
+        CompletableFuture<Void> emptyDone = new CompletableFuture<>();
+        StreamObserver<ForwardRequest> empty = RouterServiceGrpc.newStub(routerChannel).forwardStream(
+                recorder(responses, emptyDone));
+        empty.onCompleted();
+        emptyDone.get(30, TimeUnit.SECONDS);
+        assertThat(responses).isEmpty();
+
+        CompletableFuture<Void> cancelledDone = new CompletableFuture<>();
+        var call = (ClientCallStreamObserver<ForwardRequest>) RouterServiceGrpc.newStub(routerChannel).forwardStream(
+                recorder(responses, cancelledDone));
+        call.onNext(layerRequest(expected.getFirst(), "before-cancel"));
+        call.cancel("client gave up", null);
+        assertThatThrownBy(() -> cancelledDone.get(30, TimeUnit.SECONDS)).hasCauseInstanceOf(
+                StatusRuntimeException.class).satisfies(e -> assertThat(Status.fromThrowable(e.getCause()).getCode())
+                .isEqualTo(Status.Code.CANCELLED));
+
+        Expected e = expected.getFirst();
+        var after = RouterServiceGrpc.newBlockingStub(routerChannel).forward(layerRequest(e, "after-cancel"));
+        assertThat(RouterCalls.maxAbsDiff(RouterCalls.output(after), e.output()))
+                .isLessThanOrEqualTo(ConformanceCases.outputTolerance(e.output()));
+    }
+
+    private static StreamObserver<ForwardStreamResponse> recorder(List<ForwardStreamResponse> responses,
+                                                                  CompletableFuture<Void> done) {
+        return new StreamObserver<>() {
+            @Override
+            public void onNext(ForwardStreamResponse value) {
+                synchronized (responses) {
+                    responses.add(value);
+                }
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                done.completeExceptionally(t);
+            }
+
+            @Override
+            public void onCompleted() {
+                done.complete(null);
+            }
+        };
     }
 
     /** A client that reads one response at a time still gets every response, in order: the router waits for it. */
@@ -258,6 +289,27 @@ class ServicesTest {
                 Status.Code.INVALID_ARGUMENT, "routing_weights[0] is NaN");
         assertCode(() -> expert.computeExperts(good.toBuilder().setLayer(2).build()),
                 Status.Code.INVALID_ARGUMENT, "layer 2 has no MoE block");
+        assertCode(() -> expert.computeExperts(good.toBuilder().setLayer(-1).build()),
+                Status.Code.INVALID_ARGUMENT, "layer 4294967295 has no MoE block");
+        assertCode(() -> expert.computeExperts(good.toBuilder().clearHiddenStates().build()),
+                Status.Code.INVALID_ARGUMENT, "hidden_states is not set");
+        assertCode(() -> expert.computeExperts(good.toBuilder().setHiddenStates(
+                        good.getHiddenStates().toBuilder().setElementTypeValue(7)).build()),
+                Status.Code.INVALID_ARGUMENT, "element_type must be ELEMENT_TYPE_FLOAT32 (1) or ELEMENT_TYPE_BFLOAT16 (2),"
+                        + " got the unknown value 7");
+        // Finite inputs that overflow the experts: refused, naming the token and its experts, never OK with NaN.
+        float[] huge = x.clone();
+        for (int i = 64; i < 128; i++) {
+            huge[i] *= 1e20f;
+        }
+        assertThatThrownBy(() -> expert.computeExperts(good.toBuilder()
+                .setHiddenStates(HiddenStatesPayloads.encode(huge, 0, 2, 64, WireType.FLOAT32)).build()))
+                .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+                    assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+                    assertThat(e.getStatus().getDescription()).contains("hidden_states of token 1 overflow the experts"
+                            + " [1] of layer 0 on expert-0: the output is not finite");
+                    assertThat(e.getTrailers().get(HiddenStatesPayloads.OVERFLOW_TOKEN)).isEqualTo("1");
+                });
         var response = expert.computeExperts(good);
         assertThat(response.getNumTokens()).isEqualTo(2);
         assertThat(response.getPartialOutput().size()).isEqualTo(2 * 64 * 4);

@@ -6,6 +6,7 @@ import dev.moe.core.tensor.HiddenStatesCodec;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
 import dev.moe.proto.common.v1.ElementType;
 import dev.moe.proto.common.v1.HiddenStates;
+import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 
@@ -14,6 +15,13 @@ public final class HiddenStatesPayloads {
     private HiddenStatesPayloads() {
     }
 
+    /**
+     * Trailer of an INVALID_ARGUMENT that finite hidden states caused by overflowing the computation: the index of the
+     * overflowing token within that call. The router uses it to name the token of its own request.
+     */
+    public static final Metadata.Key<String> OVERFLOW_TOKEN =
+            Metadata.Key.of("moe-overflow-token", Metadata.ASCII_STRING_MARSHALLER);
+
     public static WireType wireType(ElementType type) {
         return switch (type) {
             case ELEMENT_TYPE_FLOAT32 -> WireType.FLOAT32;
@@ -21,6 +29,34 @@ public final class HiddenStatesPayloads {
             default -> throw invalid("hidden_states.element_type must be ELEMENT_TYPE_FLOAT32 or ELEMENT_TYPE_BFLOAT16,"
                     + " got " + type);
         };
+    }
+
+    /** The element type of {@code hs}; an unknown value is named by its number. */
+    public static WireType wireType(HiddenStates hs) {
+        if (hs.getElementType() == ElementType.UNRECOGNIZED) {
+            throw invalid("hidden_states.element_type must be ELEMENT_TYPE_FLOAT32 (1) or ELEMENT_TYPE_BFLOAT16 (2),"
+                    + " got the unknown value " + hs.getElementTypeValue());
+        }
+        return wireType(hs.getElementType());
+    }
+
+    /**
+     * INVALID_ARGUMENT for output values of {@code token} that {@code type} cannot carry (NaN, ±Inf, or beyond the
+     * largest bfloat16): finite inputs far outside the range of hidden states overflowed the computation. Names the
+     * token, its largest input, and carries {@link #OVERFLOW_TOKEN}.
+     *
+     * @param what what overflowed, for the message (e.g. "the experts of layer 3 hosted here")
+     */
+    public static StatusRuntimeException overflow(float[] x, int hiddenSize, int token, String what) {
+        float largest = 0;
+        for (int h = 0; h < hiddenSize; h++) {
+            largest = Math.max(largest, Math.abs(x[token * hiddenSize + h]));
+        }
+        Metadata trailers = new Metadata();
+        trailers.put(OVERFLOW_TOKEN, Integer.toString(token));
+        return Status.INVALID_ARGUMENT.withDescription("hidden_states of token " + token + " overflow " + what
+                + ": the output is not finite (the token's largest |value| is " + largest
+                + ", far outside the range of hidden states)").asRuntimeException(trailers);
     }
 
     public static ElementType elementType(WireType type) {
@@ -34,7 +70,7 @@ public final class HiddenStatesPayloads {
      * @param limitOwner who imposes maxTokens, for the message (e.g. "the router")
      */
     public static float[] decode(HiddenStates hs, int hiddenSize, int maxTokens, String limitOwner) {
-        WireType type = wireType(hs.getElementType());
+        WireType type = wireType(hs);
         long numTokens = Integer.toUnsignedLong(hs.getNumTokens());
         if (numTokens == 0) {
             throw invalid("hidden_states.num_tokens is 0: send at least one token");

@@ -3,6 +3,7 @@ package dev.moe.router;
 import dev.moe.core.config.MoeConfig;
 import dev.moe.core.gating.RoutingDecision;
 import dev.moe.core.moe.RouterLayer;
+import dev.moe.core.tensor.HiddenStatesCodec;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
 import dev.moe.proto.HiddenStatesPayloads;
 import dev.moe.proto.router.v1.ForwardRequest;
@@ -63,7 +64,7 @@ public final class ForwardPipeline {
         if (!request.hasHiddenStates()) {
             throw Status.INVALID_ARGUMENT.withDescription("hidden_states is not set").asRuntimeException();
         }
-        WireType wireType = HiddenStatesPayloads.wireType(request.getHiddenStates().getElementType());
+        WireType wireType = HiddenStatesPayloads.wireType(request.getHiddenStates());
         int hidden = config.hiddenSize();
         float[] x = HiddenStatesPayloads.decode(request.getHiddenStates(), hidden, maxTokensPerRequest, "the router");
         int numTokens = request.getHiddenStates().getNumTokens();
@@ -103,6 +104,12 @@ public final class ForwardPipeline {
         } catch (RuntimeException e) {
             calls.forEach(c -> c.response().cancel(true));
             throw e;
+        }
+        int bad = HiddenStatesCodec.firstUnrepresentable(out, wireType);
+        if (bad >= 0) {
+            // Finite inputs that overflow the experts (or the bfloat16 reply): the client's data, as for the gate.
+            throw HiddenStatesPayloads.overflow(x, hidden, bad / hidden, "layer "
+                    + Integer.toUnsignedString(layerIndex) + " (its output does not fit " + wireType + ")");
         }
         ForwardResponse.Builder response = ForwardResponse.newBuilder()
                 .setRequestId(request.getRequestId())

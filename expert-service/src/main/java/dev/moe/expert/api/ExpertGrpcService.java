@@ -31,9 +31,6 @@ import org.springframework.stereotype.Service;
 /** gRPC face of an expert server: validates each call completely, then runs the hosted experts. */
 @Service
 public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
-    /** Working memory one call may use for its (token, expert) pairs. */
-    static final long MAX_CALL_WORKING_BYTES = 2L << 30;
-
     private final ExpertShard shard;
     private final ExpertComputer computer;
     private final ExpertServerProperties properties;
@@ -108,7 +105,11 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
         }
         int layer = request.getLayer();
         if (!config.isMoeLayer(layer)) {
-            throw invalid("layer " + layer + " has no MoE block (MoE layers: " + config.moeLayers() + ")");
+            throw invalid("layer " + Integer.toUnsignedString(layer) + " has no MoE block (MoE layers: "
+                    + config.moeLayers() + ")");
+        }
+        if (!request.hasHiddenStates()) {
+            throw invalid("hidden_states is not set");
         }
         HiddenStates hs = request.getHiddenStates();
         int numTokens = hs.getNumTokens();
@@ -131,13 +132,6 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
         if (request.getExpertIdsCount() != total || request.getRoutingWeightsCount() != total) {
             throw invalid("expert_ids has " + request.getExpertIdsCount() + " and routing_weights "
                     + request.getRoutingWeightsCount() + " entries; sum(experts_per_token) is " + total);
-        }
-        // Each (token, expert) pair costs a copy of x, h and y: bound the working memory of one call.
-        long workingBytes = total * (2L * hidden + config.moeIntermediateSize()) * Float.BYTES;
-        if (workingBytes > MAX_CALL_WORKING_BYTES) {
-            throw Status.RESOURCE_EXHAUSTED.withDescription(total + " (token, expert) pairs need " + (workingBytes >> 20)
-                    + " MiB of working memory, more than the " + (MAX_CALL_WORKING_BYTES >> 20) + " MiB one call may use:"
-                    + " split the batch").asRuntimeException();
         }
         int[] expertIds = new int[(int) total];
         float[] weights = new float[(int) total];
@@ -172,6 +166,17 @@ public class ExpertGrpcService extends ExpertServiceGrpc.ExpertServiceImplBase {
         metrics.computed(layer, numTokens, result, System.nanoTime() - start);
         stats.record(numTokens, expertIds.length, result, hidden, config.moeIntermediateSize());
         float[] partial = result.partial();
+        int bad = HiddenStatesCodec.firstNonFinite(partial);
+        if (bad >= 0) {
+            int t = bad / hidden;
+            int from = 0;
+            for (int u = 0; u < t; u++) {
+                from += expertsPerToken[u];
+            }
+            throw HiddenStatesPayloads.overflow(x, hidden, t, "the experts "
+                    + Arrays.toString(Arrays.copyOfRange(expertIds, from, from + expertsPerToken[t])) + " of layer "
+                    + layer + " on " + properties.serverId());
+        }
         return ComputeExpertsResponse.newBuilder()
                 .setNumTokens(numTokens)
                 .setHiddenSize(hidden)

@@ -95,13 +95,17 @@ class ExpertComputerTest {
         return out;
     }
 
-    private static float[] compute(ExpertComputer computer, Expert[] byId, Call call) {
+    private static PackedExpert[] aligned(Expert[] byId, Call call) {
         PackedExpert[] aligned = new PackedExpert[call.expertIds().length];
         for (int a = 0; a < aligned.length; a++) {
             aligned[a] = byId[call.expertIds()[a]].packed();
         }
-        return computer.compute(aligned, new SparsityThresholds[aligned.length], call.x(), call.numTokens(),
-                call.hidden(), call.expertsPerToken(), call.expertIds(), call.weights()).partial();
+        return aligned;
+    }
+
+    private static float[] compute(ExpertComputer computer, Expert[] byId, Call call) {
+        return computer.compute(aligned(byId, call), new SparsityThresholds[call.expertIds().length], call.x(),
+                call.numTokens(), call.hidden(), call.expertsPerToken(), call.expertIds(), call.weights()).partial();
     }
 
     /** Element-wise: |actual − expected| ≤ 1e-4 · max(|expected|, largest |expected| of the token's row). */
@@ -337,5 +341,56 @@ class ExpertComputerTest {
         assertThat(call.x()).isEqualTo(x);
         assertThat(call.expertIds()).isEqualTo(ids);
         assertThat(call.weights()).isEqualTo(w);
+    }
+    @Test
+    void aCallOverTheWorkingMemoryBudgetRunsInPassesWithTheSameResult() {
+        Random rnd = new Random(10);
+        int hidden = 19;
+        int inter = 11;
+        int[] hosted = {0, 3, 5, 6};
+        Expert[] byId = randomShard(rnd, hosted, hidden, inter);
+        Call call = randomCall(rnd, 23, hidden, hosted);
+        long pairBytes = (2L * hidden + inter) * Float.BYTES;
+        int numPairs = call.expertIds().length;
+
+        ExpertComputer.Result whole = computer(VectorPanelKernels.INSTANCE).compute(aligned(byId, call),
+                new SparsityThresholds[numPairs], call.x(), call.numTokens(), hidden, call.expertsPerToken(),
+                call.expertIds(), call.weights());
+        // At most 5 pairs a pass: a token's pairs never split, so every pass holds whole tokens (1 to 4 pairs each).
+        ExpertComputer.Result passes = new ExpertComputer(new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 0.75),
+                5 * pairBytes).compute(aligned(byId, call), new SparsityThresholds[numPairs], call.x(),
+                call.numTokens(), hidden, call.expertsPerToken(), call.expertIds(), call.weights());
+        // Below one pair: one token a pass.
+        ExpertComputer.Result perToken = new ExpertComputer(new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 0.75),
+                1).compute(aligned(byId, call), new SparsityThresholds[numPairs], call.x(), call.numTokens(), hidden,
+                call.expertsPerToken(), call.expertIds(), call.weights());
+
+        double[] expected = oracle(byId, call);
+        assertClose("one pass", whole.partial(), expected, hidden);
+        assertClose("passes of at most 5 pairs", passes.partial(), expected, hidden);
+        assertClose("one token a pass", perToken.partial(), expected, hidden);
+        // One run per expert in one pass; per (pass, expert) otherwise, every pair counted once.
+        assertThat(whole.expertIds()).hasSize(hosted.length);
+        assertThat(passes.expertIds().length).isGreaterThan(hosted.length);
+        assertThat(perToken.expertIds()).hasSize(numPairs);
+        for (ExpertComputer.Result r : List.of(whole, passes, perToken)) {
+            assertThat(Arrays.stream(r.tokensPerExpert()).sum()).isEqualTo(numPairs);
+            assertThat(r.stats()).hasSize(r.expertIds().length);
+        }
+        for (int id : hosted) {
+            long pairs = Arrays.stream(call.expertIds()).filter(e -> e == id).count();
+            int counted = 0;
+            for (int i = 0; i < passes.expertIds().length; i++) {
+                counted += passes.expertIds()[i] == id ? passes.tokensPerExpert()[i] : 0;
+            }
+            assertThat(counted).as("tokens of expert %d over the passes", id).isEqualTo(pairs);
+        }
+    }
+
+    @Test
+    void aNonPositiveBudgetIsRefused() {
+        ExpertFfn ffn = new ExpertFfn(VectorPanelKernels.INSTANCE, POOL, 0.75);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> new ExpertComputer(ffn, 0))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("maxPassBytes must be positive");
     }
 }

@@ -44,6 +44,22 @@ public final class HiddenStatesCodec {
         return out.array();
     }
 
+    /**
+     * Index of the first value {@code type} cannot carry, or -1: NaN and ±Inf, and for BFLOAT16 also finite values
+     * that round to infinity (|v| ≥ 3.3961776e38).
+     */
+    public static int firstUnrepresentable(float[] values, WireType type) {
+        for (int i = 0; i < values.length; i++) {
+            float v = values[i];
+            boolean bf16Overflows = type == WireType.BFLOAT16
+                    && !Float.isFinite(DType.bf16ToFloat(DType.floatToBf16(v)));
+            if (!Float.isFinite(v) || bf16Overflows) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
     /** Index of the first NaN or infinite value, or -1. */
     public static int firstNonFinite(float[] values) {
         for (int i = 0; i < values.length; i++) {

@@ -125,4 +125,25 @@ class HiddenStatesCodecTest {
                 new float[] {1f, Float.MAX_VALUE}, 0, 2, WireType.BFLOAT16)), WireType.BFLOAT16, 2);
         assertThat(HiddenStatesCodec.firstNonFinite(decoded)).isEqualTo(1);
     }
+    @Test
+    void firstUnrepresentable() {
+        // The largest float32 that still rounds to a finite bfloat16 (0x7F7F, 3.3895314e38) and the next one up.
+        float lastFinite = Float.intBitsToFloat(0x7F7F7FFF);
+        float firstOverflow = Float.intBitsToFloat(0x7F7F8000);
+        assertThat(HiddenStatesCodec.firstUnrepresentable(new float[] {1f, lastFinite, -lastFinite},
+                WireType.BFLOAT16)).isEqualTo(-1);
+        assertThat(HiddenStatesCodec.firstUnrepresentable(new float[] {1f, -firstOverflow}, WireType.BFLOAT16))
+                .isEqualTo(1);
+        assertThat(HiddenStatesCodec.firstUnrepresentable(new float[] {Float.MAX_VALUE, firstOverflow},
+                WireType.FLOAT32)).isEqualTo(-1);
+        assertThat(HiddenStatesCodec.firstUnrepresentable(new float[] {0f, 2f, Float.NaN}, WireType.FLOAT32))
+                .isEqualTo(2);
+        assertThat(HiddenStatesCodec.firstUnrepresentable(new float[] {Float.NEGATIVE_INFINITY}, WireType.BFLOAT16))
+                .isZero();
+        // Agrees with what the encoding really produces.
+        float[] decoded = HiddenStatesCodec.decode(ByteBuffer.wrap(HiddenStatesCodec.encode(
+                new float[] {lastFinite, firstOverflow}, 0, 2, WireType.BFLOAT16)), WireType.BFLOAT16, 2);
+        assertThat(Float.isFinite(decoded[0])).isTrue();
+        assertThat(decoded[1]).isEqualTo(Float.POSITIVE_INFINITY);
+    }
 }

@@ -9,6 +9,7 @@ import dev.moe.proto.expert.v1.ComputeExpertsRequest;
 import dev.moe.proto.expert.v1.ComputeExpertsResponse;
 import dev.moe.router.dispatch.DispatchPlan.ServerBatch;
 import io.grpc.Deadline;
+import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.util.ArrayList;
@@ -95,6 +96,13 @@ public final class ExpertDispatcher {
             Status status = Status.fromThrowable(e.getCause());
             ExpertEndpoint endpoint = call.batch().endpoint();
             String where = "expert server " + endpoint.serverId() + " (" + endpoint.address() + ") for layer " + layer;
+            Integer overflowToken = overflowToken(e.getCause(), call.batch().tokens().length);
+            if (status.getCode() == Status.Code.INVALID_ARGUMENT && overflowToken != null) {
+                // The client's finite values overflowed the experts: its error, named by its own token index.
+                throw Status.INVALID_ARGUMENT.withDescription("hidden_states of token "
+                        + call.batch().tokens()[overflowToken] + " overflow the experts on " + where + " (the server, counting"
+                        + " the tokens of its call: " + status.getDescription() + ")").withCause(e.getCause()).asRuntimeException();
+            }
             Status.Code code = switch (status.getCode()) {
                 case UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED -> status.getCode();
                 // Anything else means router and server disagree: the client's request was valid here.
@@ -102,6 +110,21 @@ public final class ExpertDispatcher {
             };
             throw new StatusRuntimeException(Status.fromCode(code).withDescription(where + " failed: "
                     + status.getCode() + ": " + status.getDescription()).withCause(e.getCause()));
+        }
+    }
+
+    /** The call's token index an expert server named as overflowing, or null. */
+    private static Integer overflowToken(Throwable failure, int numTokens) {
+        Metadata trailers = Status.trailersFromThrowable(failure);
+        String value = trailers == null ? null : trailers.get(HiddenStatesPayloads.OVERFLOW_TOKEN);
+        if (value == null) {
+            return null;
+        }
+        try {
+            int token = Integer.parseInt(value);
+            return token >= 0 && token < numTokens ? token : null;
+        } catch (NumberFormatException e) {
+            return null;
         }
     }
 

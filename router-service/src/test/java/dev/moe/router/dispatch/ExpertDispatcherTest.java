@@ -4,11 +4,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.proto.HiddenStatesPayloads;
 import dev.moe.proto.expert.v1.ComputeExpertsRequest;
 import dev.moe.proto.expert.v1.ComputeExpertsResponse;
 import dev.moe.proto.expert.v1.ExpertServiceGrpc;
 import io.grpc.Deadline;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -112,5 +114,71 @@ class ExpertDispatcherTest {
         // Both requests went out: one token of 4 float32 values each, plus routing and framing.
         assertThat(events).allSatisfy(e -> assertThat(e.requestBytes()).isGreaterThan(16));
         assertThat(events).allSatisfy(e -> assertThat(e.responseBytes()).isZero());
+    }
+    /** An expert server answering every call with {@code status} and {@code trailers}. */
+    private static ExpertServiceGrpc.ExpertServiceImplBase refusing(Status status, Metadata trailers) {
+        return new ExpertServiceGrpc.ExpertServiceImplBase() {
+            @Override
+            public void computeExperts(ComputeExpertsRequest request, StreamObserver<ComputeExpertsResponse> out) {
+                out.onError(status.asRuntimeException(trailers));
+            }
+        };
+    }
+
+    private StatusRuntimeException awaitFailure(Status status, Metadata trailers) throws Exception {
+        failing = serve(refusing(status, trailers));
+        ExpertDispatcher dispatcher = new ExpertDispatcher(new DispatchListener() {
+            @Override
+            public void callCompleted(ExpertEndpoint e, Status.Code code, long nanos, long requestBytes,
+                                      long responseBytes) {
+            }
+
+            @Override
+            public void callAbandoned(ExpertEndpoint e, long requestBytes) {
+            }
+        });
+        // The server's call holds the request's tokens 4 and 7.
+        List<DispatchPlan.ServerBatch> batches = List.of(new DispatchPlan.ServerBatch(endpoint("a", failing, 0),
+                new int[] {4, 7}, new int[] {1, 1}, new int[] {0, 0}, new float[] {1f, 1f}));
+        float[] x = new float[8 * 2];
+        List<ExpertDispatcher.PendingCall> calls = dispatcher.dispatch(3, "fp", x, 2, WireType.FLOAT32, batches,
+                Deadline.after(30, TimeUnit.SECONDS));
+        try {
+            ExpertDispatcher.await(calls.getFirst(), 3);
+        } catch (StatusRuntimeException e) {
+            return e;
+        }
+        throw new AssertionError("the call did not fail");
+    }
+
+    @Test
+    void anOverflowTheServerNamesIsTheClientsErrorAtItsOwnTokenIndex() throws Exception {
+        Metadata trailers = new Metadata();
+        trailers.put(HiddenStatesPayloads.OVERFLOW_TOKEN, "1");
+        StatusRuntimeException e = awaitFailure(Status.INVALID_ARGUMENT.withDescription("hidden_states of token 1"
+                + " overflow the experts [0] of layer 3 on a: the output is not finite"), trailers);
+
+        assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
+        assertThat(e.getStatus().getDescription()).startsWith("hidden_states of token 7 overflow the experts on expert"
+                + " server a").contains("layer 3", "the output is not finite");
+    }
+
+    @Test
+    void anyOtherInvalidArgumentFromAServerIsInternal() throws Exception {
+        StatusRuntimeException e = awaitFailure(Status.INVALID_ARGUMENT.withDescription("expert 0 is listed twice"),
+                new Metadata());
+
+        assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INTERNAL);
+        assertThat(e.getStatus().getDescription()).contains("expert server a", "INVALID_ARGUMENT",
+                "expert 0 is listed twice");
+    }
+
+    @Test
+    void anOverflowTrailerOutsideTheCallIsIgnored() throws Exception {
+        Metadata trailers = new Metadata();
+        trailers.put(HiddenStatesPayloads.OVERFLOW_TOKEN, "2"); // the call has tokens 0 and 1 only
+        StatusRuntimeException e = awaitFailure(Status.INVALID_ARGUMENT.withDescription("overflow"), trailers);
+
+        assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.INTERNAL);
     }
 }
