@@ -116,6 +116,48 @@ class BenchCommandTest {
         }
         assertThat(configs).hasSize(lines.size());
         assertThat(stderr).contains("GFLOP/s").contains("targets").contains("read bandwidth");
+        assertDerivedFieldsFollowFromTheMeasuredOnes(lines);
+    }
+
+    /**
+     * The figures derived from a row's time agree with their definitions, recomputed here from the row's own fields
+     * (each rounded in the JSON, hence the tolerances): FLOPs of a SwiGLU expert, 2 · hidden · intermediate · batch per
+     * projection, over the rows the pruning left (useful) or the union the kernel read (executed); the speedup against
+     * the same dtype, layout, batch and threads at sparsity 0; the share of the read bandwidth.
+     */
+    private static void assertDerivedFieldsFollowFromTheMeasuredOnes(List<JsonNode> lines) {
+        for (JsonNode row : lines) {
+            double ms = row.get("ms").asDouble();
+            double macs = (double) row.get("hidden").asInt() * row.get("intermediate").asInt() * row.get("batch").asInt();
+            double px = row.get("achieved_sparsity_x").asDouble();
+            double ph = row.get("achieved_sparsity_h").asDouble();
+            double ux = row.get("union_density_x").asDouble();
+            double uh = row.get("union_density_h").asDouble();
+            double useful = 2 * macs * (2 * (1 - px) + (1 - ph)) / ms / 1e6;
+            double executed = 2 * macs * (2 * ux + uh) / ms / 1e6;
+            assertThat(row.get("gflops").asDouble()).as("gflops of %s", row)
+                    .isCloseTo(useful, withinRounding(useful, ms));
+            assertThat(row.get("gflops_executed").asDouble()).as("gflops_executed of %s", row)
+                    .isCloseTo(executed, withinRounding(executed, ms));
+            assertThat(row.get("bw_fraction").asDouble()).as("bw_fraction of %s", row).isCloseTo(
+                    row.get("weight_gbps").asDouble() / row.get("bw_gbps").asDouble(),
+                    org.assertj.core.data.Offset.offset(2e-3 + 0.01 * row.get("bw_fraction").asDouble()));
+            JsonNode dense = lines.stream().filter(d -> d.get("sparsity").asDouble() == 0.0
+                    && d.get("dtype").equals(row.get("dtype")) && d.get("layout").equals(row.get("layout"))
+                    && d.get("batch").equals(row.get("batch")) && d.get("threads").equals(row.get("threads")))
+                    .findFirst().orElseThrow();
+            assertThat(row.get("speedup_vs_dense").asDouble()).as("speedup_vs_dense of %s", row).isCloseTo(
+                    dense.get("ms").asDouble() / ms, org.assertj.core.data.Offset.offset(
+                            1e-3 + 0.01 * dense.get("ms").asDouble() / ms));
+        }
+    }
+
+    /**
+     * Tolerance of a figure recomputed from a time printed with five decimals (relative error up to 0.5e-5 / ms) and
+     * fractions printed with four, against the figure printed with two decimals.
+     */
+    private static org.assertj.core.data.Offset<Double> withinRounding(double expected, double ms) {
+        return org.assertj.core.data.Offset.offset(0.006 + expected * (0.5e-5 / ms + 1e-3));
     }
 
     @Test

@@ -355,6 +355,37 @@ class CheckpointTest {
     }
 
     @Test
+    void f16WeightsAreWidenedExactly() throws IOException {
+        Path dir = tmp.resolve("f16");
+        Files.createDirectories(dir);
+        Files.writeString(dir.resolve("config.json"), "{\"model_type\":\"mixtral\"}");
+        // [3, 5] of F16 codes: normal, negative, subnormal, ±0, the largest finite half (65504), and a rounding case.
+        float[] values = {1f, -2.5f, 0.1f, 6.1e-5f, 5.96e-8f, -0f, 0f, 65504f, -65504f, 3.14159f, 1e-3f, -7.75f,
+                1024.5f, 0.33333f, 2e-6f};
+        short[] codes = new short[values.length];
+        for (int i = 0; i < values.length; i++) {
+            codes[i] = Float.floatToFloat16(values[i]);
+        }
+        new SafetensorsWriter().add("w", DType.F16, new long[] {3, 5}, sink -> {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(2 * codes.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (short c : codes) {
+                b.putShort(c);
+            }
+            sink.put(b.flip());
+        }).write(dir.resolve("model.safetensors"));
+        try (Checkpoint c = Checkpoint.open(dir)) {
+            float[] read = c.readMatrix("w", 3, 5);
+            for (int i = 0; i < codes.length; i++) {
+                assertThat(Float.floatToRawIntBits(read[i])).as("element %d", i)
+                        .isEqualTo(Float.floatToRawIntBits(Float.float16ToFloat(codes[i])));
+            }
+            assertThat(read[4]).as("subnormal half").isPositive().isLessThan(1e-7f);
+            assertThat(read[7]).isEqualTo(65504f);
+            assertThatThrownBy(() -> c.readMatrix("w", 5, 3)).isInstanceOf(CheckpointException.class);
+        }
+    }
+
+    @Test
     void fp8WithoutScalesIsRefused() throws IOException {
         Path dir = tmp.resolve("fp8noscale");
         Files.createDirectories(dir);
