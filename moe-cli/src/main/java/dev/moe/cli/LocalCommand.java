@@ -6,6 +6,7 @@ import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.checkpoint.SyntheticCheckpoint;
 import dev.moe.core.placement.ExpertPlacement;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.expert.shard.ExpertShard;
 import dev.moe.proto.HiddenStatesPayloads;
 import dev.moe.proto.router.v1.DescribeModelRequest;
 import dev.moe.proto.router.v1.DescribeModelResponse;
@@ -192,8 +193,18 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
                 d.getHiddenSize(), d.getNumExperts(), d.getNumExpertsPerToken(), d.getMoeLayersList(),
                 d.getModelFingerprint());
         out.printf("router     %s%n", cluster.routerAddress());
+        java.util.Map<String, ExpertShard> shards = new java.util.HashMap<>();
+        for (EmbeddedCluster.Service expert : cluster.experts()) {
+            shards.put(expert.address(), expert.context().getBean(ExpertShard.class));
+        }
         for (ExpertServerInfo server : d.getExpertServersList()) {
-            out.printf("%-10s %s experts %s%n", server.getServerId(), server.getAddress(), ranges(server.getExpertIdsList()));
+            ExpertShard shard = shards.get(server.getAddress());
+            // What --weights and --sparsity became on the server: storage, layout, SCAP on or off.
+            String storage = shard == null ? "" : String.format(Locale.ROOT, ", %s %s, %.1f MiB of weights, %s",
+                    shard.weightType(), shard.layout(), shard.weightBytes() / 1048576.0,
+                    shard.sparsityEnabled() ? "SCAP thresholds loaded" : "dense");
+            out.printf("%-10s %s experts %s%s%n", server.getServerId(), server.getAddress(),
+                    ranges(server.getExpertIdsList()), storage);
         }
         if (cluster.router().managementUrl() != null) {
             out.printf("metrics    %s/actuator/prometheus (router; /actuator/routing: its routing window)%n",

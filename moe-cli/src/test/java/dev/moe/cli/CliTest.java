@@ -124,6 +124,29 @@ class CliTest {
     }
 
     @Test
+    void localServesWithTheWeightsAndThresholdsItWasGiven() throws Exception {
+        Path model = ConformanceCases.dir("qwen2-moe-tiny");
+        Path thresholds = dir.resolve("qwen2-thresholds.json");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.7", "--out",
+                thresholds.toString(), "--tokens", "256")).as(stderr()).isZero();
+        int code = MoeCli.run("local", "--model", model.toString(), "--expert-servers", "2", "--port", "0",
+                "--duration", "1s", "--demo-requests", "2", "--demo-tokens", "2", "--weights", "int8", "--sparsity",
+                thresholds.toString());
+        String printed = streams.stdout();
+        assertThat(code).as(stderr() + printed).isZero();
+        // int8 with a 0.7 thresholds file: whole rows (ROWS from 0.6 up), SCAP on, on both servers
+        assertThat(printed.lines().filter(l -> l.matches("^expert-[01] .*, INT8 ROWS, [0-9.]+ MiB of weights,"
+                + " SCAP thresholds loaded$"))).hasSize(2);
+        assertThat(printed).contains("tokens/s");
+
+        assertThat(MoeCli.run("local", "--model", model.toString(), "--expert-servers", "1", "--port", "0",
+                "--duration", "1s", "--demo-requests", "0")).isZero();
+        assertThat(streams.stdout()).containsPattern("expert-0 .*, BF16 PANELS, [0-9.]+ MiB of weights, dense");
+        assertThat(MoeCli.run("local", "--model", model.toString(), "--weights", "int4")).isEqualTo(2);
+        assertThat(stderr()).contains("--weights");
+    }
+
+    @Test
     void localRejectsABadDuration() {
         assertThat(MoeCli.run("local", "--duration", "soon")).isEqualTo(2);
         assertThat(stderr()).contains("--duration 'soon' is not a duration");
