@@ -57,6 +57,7 @@ public class ExpertConfiguration {
         if (properties.sparsity() != null) {
             SparsityProfile profile = SparsityProfile.read(properties.sparsity());
             profile.requireFingerprint(checkpoint.fingerprint());
+            profile.requireFits(config);
             thresholds = profile::thresholds;
             targetSparsity = profile.targetSparsity();
             log.info("{}: SCAP thresholds from {} (target sparsity {})", properties.serverId(), properties.sparsity(),

@@ -76,6 +76,12 @@ final class CalibrateCommand implements Callable<Integer> {
         if (Files.isDirectory(out)) {
             throw new UserError("--out " + out + " is a directory; give a file name such as thresholds.json");
         }
+        // Found before calibrating, not after it (a missing folder is created when the file is written).
+        Path outDir = out.toAbsolutePath().getParent();
+        if (outDir != null && Files.exists(outDir) && (!Files.isDirectory(outDir) || !Files.isWritable(outDir))) {
+            throw new UserError("--out " + out + ": " + outDir + (Files.isDirectory(outDir) ? " is not writable"
+                    : " is not a directory"));
+        }
         if (activations != null && seed != null) {
             err.println("moe: --seed only applies to synthetic inputs; it is ignored with --activations");
         }
@@ -84,6 +90,10 @@ final class CalibrateCommand implements Callable<Integer> {
         Calibrator.Result result;
         try (Checkpoint checkpoint = Checkpoint.open(model)) {
             MoeConfig config = MoeConfig.from(checkpoint.config()).validate();
+            if (config.moeLayers().isEmpty()) {
+                throw new UserError(model + ": the model has no MoE layers (num_hidden_layers "
+                        + config.numHiddenLayers() + "), so there are no experts to calibrate");
+            }
             try (CalibrationSource source = openSource(config)) {
                 long expertBytes = 3L * config.hiddenSize() * config.moeIntermediateSize() * Float.BYTES;
                 Progress progress = new Progress("calibrating", err);
@@ -93,7 +103,11 @@ final class CalibrateCommand implements Callable<Integer> {
         } catch (CheckpointException | IllegalArgumentException e) {
             throw new UserError(e.getMessage());
         }
-        result.profile().write(out);
+        try {
+            result.profile().write(out);
+        } catch (java.io.IOException e) {
+            throw new UserError("cannot write " + out + ": " + e);
+        }
         printSummary(System.out, result);
         return 0;
     }

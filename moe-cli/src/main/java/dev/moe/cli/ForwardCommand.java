@@ -58,6 +58,13 @@ final class ForwardCommand implements Callable<Integer> {
     @Option(names = "--sparsity", description = "SCAP thresholds file for the embedded expert servers.")
     Path sparsity;
 
+    @Option(names = "--timeout", defaultValue = "60s",
+            description = "How long to wait for the router's answer (e.g. 30s, 2m; default: ${DEFAULT-VALUE}).")
+    String timeout;
+
+    /** gRPC logs a failed name resolution with its stack trace; the command reports it in one line instead. */
+    private static final java.util.logging.Logger GRPC_LOG = java.util.logging.Logger.getLogger("io.grpc");
+
     @Override
     public Integer call() throws Exception {
         if ((model == null) == (target == null)) {
@@ -66,6 +73,23 @@ final class ForwardCommand implements Callable<Integer> {
         java.util.Map<String, String> expertSettings = LocalCommand.expertSettings(weights, sparsity);
         if (layer < 0) {
             throw new UserError("--layer must be >= 0, got " + layer);
+        }
+        java.time.Duration deadline = LocalCommand.parseDuration(timeout);
+        if (deadline.isNegative() || deadline.isZero()) {
+            throw new UserError("--timeout must be positive, got " + timeout);
+        }
+        if (target != null) {
+            requireHostPort(target);
+        }
+        if (Files.isDirectory(output)) {
+            throw new UserError("--output " + output + " is a directory; give a file name");
+        }
+        Path parent = output.toAbsolutePath().getParent();
+        if (parent != null && !Files.isDirectory(parent)) {
+            throw new UserError("--output " + output + ": " + parent + " is not a directory");
+        }
+        if (model != null) {
+            LocalCommand.checkServable(model, expertServers, sparsity);
         }
         float[] hiddenStates;
         int numTokens;
@@ -98,12 +122,12 @@ final class ForwardCommand implements Callable<Integer> {
                 .build();
         ForwardResponse response;
         if (target != null) {
-            response = send(target, request);
+            response = send(target, request, deadline);
         } else {
-            int servers = Math.max(1, Math.min(expertServers, numExperts(model)));
-            try (EmbeddedCluster cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(model, servers)
-                    .withProperties(java.util.Map.of("logging.level.root", "WARN")).withProperties(expertSettings))) {
-                response = send(cluster.routerAddress(), request);
+            try (EmbeddedCluster cluster = EmbeddedCluster.start(EmbeddedCluster.Options.of(model, expertServers)
+                    .withProperties(java.util.Map.of("logging.level.root", "WARN"))
+                    .withProperties(LocalCommand.NO_STARTUP_FAILURE_TRACES).withProperties(expertSettings))) {
+                response = send(cluster.routerAddress(), request, deadline);
             }
         }
         write(response, numTokens, hiddenSize);
@@ -111,24 +135,40 @@ final class ForwardCommand implements Callable<Integer> {
         return 0;
     }
 
-    private static int numExperts(Path model) {
-        try (Checkpoint checkpoint = Checkpoint.open(model)) {
-            return MoeConfig.from(checkpoint.config()).validate().numExperts();
-        } catch (CheckpointException e) {
-            throw new UserError(e.getMessage());
+    /** {@code host:port} with a port in [1, 65535]; IPv6 hosts in brackets ({@code [::1]:9090}). */
+    static void requireHostPort(String target) {
+        int colon = target.lastIndexOf(':');
+        String host = colon < 0 ? "" : target.substring(0, colon);
+        boolean hostOk = !host.isEmpty() && (host.startsWith("[") ? host.endsWith("]") : !host.contains(":"));
+        int port = -1;
+        try {
+            port = Integer.parseInt(target.substring(colon + 1));
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        if (!hostOk || port < 1 || port > 65535) {
+            throw new UserError("--target '" + target + "' is not host:port (e.g. 127.0.0.1:9090)");
         }
     }
 
-    private static ForwardResponse send(String target, ForwardRequest request) throws InterruptedException {
+    private static ForwardResponse send(String target, ForwardRequest request, java.time.Duration deadline) {
+        GRPC_LOG.setLevel(java.util.logging.Level.OFF);
         try (RouterClient client = new RouterClient(target)) {
-            return client.blocking().forward(request);
+            return client.blocking().withDeadlineAfter(deadline.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS)
+                    .forward(request);
         } catch (StatusRuntimeException e) {
             Status status = e.getStatus();
-            String message = "router answered " + status.getCode() + ": " + status.getDescription();
+            String message = switch (status.getCode()) {
+                case DEADLINE_EXCEEDED -> "no answer from the router at " + target + " within " + deadline.toSeconds()
+                        + " s (--timeout)";
+                case UNAVAILABLE -> "cannot reach a router at " + target + ": " + status.getDescription()
+                        + (status.getCause() == null ? "" : " (" + status.getCause().getMessage() + ")");
+                default -> "the router at " + target + " answered " + status.getCode() + ": " + status.getDescription();
+            };
             if (status.getCode() == Status.Code.INVALID_ARGUMENT || status.getCode() == Status.Code.RESOURCE_EXHAUSTED) {
                 throw new UserError(message);
             }
-            throw new IllegalStateException(message, e);
+            throw new IllegalStateException(message); // complete as it is: the cause's message is in it
         }
     }
 

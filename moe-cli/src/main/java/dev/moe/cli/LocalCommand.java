@@ -6,7 +6,10 @@ import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.checkpoint.SyntheticCheckpoint;
 import dev.moe.core.placement.ExpertPlacement;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
+import dev.moe.core.sparsity.SparsityProfile;
+import dev.moe.core.sparsity.SparsityProfileException;
 import dev.moe.expert.shard.ExpertShard;
+import dev.moe.router.RouterProperties;
 import dev.moe.proto.HiddenStatesPayloads;
 import dev.moe.proto.router.v1.DescribeModelRequest;
 import dev.moe.proto.router.v1.DescribeModelResponse;
@@ -77,27 +80,37 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
             "logging.level.root", "WARN", "logging.level.dev.moe", "INFO",
             "logging.pattern.console", "%d{HH:mm:ss.SSS} %-5level %logger{0}: %msg%n");
 
+    /**
+     * A service that fails to start is reported by the command, in one line naming the cause ({@link MoeCli#describe});
+     * Spring's own report of it, a stack trace of framework layers, is left out.
+     */
+    static final java.util.Map<String, String> NO_STARTUP_FAILURE_TRACES = java.util.Map.of(
+            "logging.level.org.springframework.boot.SpringApplication", "OFF",
+            "logging.level.org.springframework.context", "ERROR");
+
     @Override
     public Integer call() throws Exception {
         PrintStream out = System.out;
         Duration stopAfter = parseDuration(duration);
+        if (stopAfter != null && (stopAfter.isNegative() || stopAfter.isZero())) {
+            throw new UserError("--duration must be positive, got " + duration);
+        }
         if (demoRequests < 0 || demoTokens < 1) {
             throw new UserError("--demo-requests must be >= 0 and --demo-tokens >= 1");
         }
+        if (demoTokens > RouterProperties.DEFAULT_MAX_TOKENS_PER_REQUEST) {
+            throw new UserError("--demo-tokens " + demoTokens + " exceeds the router's limit of "
+                    + RouterProperties.DEFAULT_MAX_TOKENS_PER_REQUEST + " tokens per request");
+        }
+        requireFreePort(port);
         java.util.Map<String, String> expertSettings = expertSettings(weights, sparsity);
         Path checkpoint = model != null ? model : syntheticCheckpoint();
-        try (Checkpoint c = Checkpoint.open(checkpoint)) {
-            int numExperts = dev.moe.core.config.MoeConfig.from(c.config()).validate().numExperts();
-            if (expertServers < 1 || expertServers > numExperts) {
-                throw new UserError("--expert-servers must be in [1, " + numExperts + "] for this model");
-            }
-        } catch (CheckpointException e) {
-            throw new UserError(e.getMessage());
-        }
+        checkServable(checkpoint, expertServers, sparsity);
         out.printf("starting router and %d expert servers on 127.0.0.1 (model %s)%n", expertServers, checkpoint);
         long startNanos = System.nanoTime();
         EmbeddedCluster.Options options = EmbeddedCluster.Options.of(checkpoint, expertServers)
                 .withPlacement(placement).withRouterPort(port).withProperties(QUIET_LOGGING)
+                .withProperties(NO_STARTUP_FAILURE_TRACES)
                 .withProperties(expertSettings);
         CountDownLatch stopped = new CountDownLatch(1);
         try (EmbeddedCluster cluster = EmbeddedCluster.start(options);
@@ -142,7 +155,44 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
         return settings;
     }
 
-    private Path syntheticCheckpoint() throws IOException {
+    /**
+     * Checks, before any server starts, what would otherwise fail inside one: the model's config, the number of
+     * expert servers, and a thresholds file calibrated on this checkpoint for its layers and experts.
+     */
+    static void checkServable(Path checkpoint, int expertServers, Path sparsity) {
+        try (Checkpoint c = Checkpoint.open(checkpoint)) {
+            dev.moe.core.config.MoeConfig config = dev.moe.core.config.MoeConfig.from(c.config()).validate();
+            if (expertServers < 1 || expertServers > config.numExperts()) {
+                throw new UserError("--expert-servers must be in [1, " + config.numExperts() + "] for this model, got "
+                        + expertServers);
+            }
+            if (sparsity != null) {
+                SparsityProfile profile = SparsityProfile.read(sparsity);
+                profile.requireFingerprint(c.fingerprint());
+                profile.requireFits(config);
+            }
+        } catch (CheckpointException | SparsityProfileException e) {
+            throw new UserError((e instanceof SparsityProfileException ? "--sparsity: " : "") + e.getMessage());
+        }
+    }
+
+    /** A router port that is taken fails deep inside the server's start: say so first. */
+    static void requireFreePort(int port) {
+        if (port < 0 || port > 65535) {
+            throw new UserError("--port must be in [0, 65535] (0 = any free port), got " + port);
+        }
+        if (port == 0) {
+            return;
+        }
+        try (java.net.ServerSocket probe = new java.net.ServerSocket()) {
+            probe.bind(new java.net.InetSocketAddress("127.0.0.1", port));
+        } catch (IOException e) {
+            throw new UserError("port " + port + " on 127.0.0.1 is not free (" + e.getMessage() + "): choose another"
+                    + " with --port, or --port 0 for any free one");
+        }
+    }
+
+    private Path syntheticCheckpoint() {
         SyntheticCheckpoint.Spec spec = SyntheticCheckpoint.Spec.localDefault();
         Path dir = (cacheDir != null ? cacheDir : defaultCacheDir()).resolve("synthetic").resolve(spec.cacheKey());
         if (Files.isRegularFile(dir.resolve(Checkpoint.CONFIG_FILE))) {
@@ -150,7 +200,12 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
         }
         System.err.println("generating synthetic checkpoint " + spec.cacheKey() + " into " + dir + " (once)");
         Progress progress = new Progress("generating", System.err);
-        SyntheticCheckpoint.write(dir, spec, progress::update);
+        try {
+            SyntheticCheckpoint.write(dir, spec, progress::update);
+        } catch (IOException e) {
+            throw new UserError("cannot write the synthetic checkpoint into " + dir + " (" + e + "): point --cache-dir"
+                    + " or MOE_CACHE_DIR at a writable folder, or serve a checkpoint with --model");
+        }
         return dir;
     }
 

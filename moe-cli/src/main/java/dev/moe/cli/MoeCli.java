@@ -18,19 +18,60 @@ public final class MoeCli {
     public static int run(String... args) {
         CommandLine cli = new CommandLine(new MoeCli());
         cli.setExecutionExceptionHandler((e, commandLine, parseResult) -> {
-            if (e instanceof UserError) {
-                commandLine.getErr().println("moe: " + e.getMessage());
-                return 2;
-            }
-            commandLine.getErr().println("moe: " + e.getMessage());
-            return 1;
+            commandLine.getErr().println("moe: " + describe(e));
+            return isUsersInput(e) ? 2 : 1;
         });
-        return cli.execute(args);
+        try {
+            return cli.execute(args);
+        } catch (OutOfMemoryError e) {
+            // Errors pass through picocli: say what to do instead of a stack trace.
+            cli.getErr().printf(java.util.Locale.ROOT, "moe: out of memory (%s) with a %.1f GiB heap: give the JVM"
+                    + " more with MOE_JAVA_OPTS=-Xmx<size>, or ask for less%n", e.getMessage(),
+                    Runtime.getRuntime().maxMemory() / 1073741824.0);
+            return 1;
+        }
+    }
+
+    /**
+     * One line for a failure. A server that fails to start wraps the reason (a bad checkpoint or thresholds file, a
+     * port in use) in layers of framework exceptions: the message is that reason's, the deepest of the user's errors
+     * in the chain, else the root cause's.
+     */
+    static String describe(Throwable e) {
+        Throwable cause = significantCause(e);
+        if (cause instanceof java.net.BindException) {
+            return "cannot listen: " + cause.getMessage() + " (another process holds the port: choose another with"
+                    + " --port, or --port 0 for any free one)";
+        }
+        String message = cause.getMessage();
+        return message == null || message.isBlank() ? cause.getClass().getSimpleName() : message;
+    }
+
+    /** Bad input that the user can fix: exit code 2. */
+    private static boolean isUsersInput(Throwable e) {
+        return isUsersError(significantCause(e));
+    }
+
+    private static boolean isUsersError(Throwable t) {
+        return t instanceof UserError || t instanceof dev.moe.core.checkpoint.CheckpointException
+                || t instanceof dev.moe.core.sparsity.SparsityProfileException || t instanceof java.net.BindException;
+    }
+
+    private static Throwable significantCause(Throwable e) {
+        Throwable users = null;
+        Throwable root = e;
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (isUsersError(t)) {
+                users = t;
+            }
+            root = t;
+        }
+        return users != null ? users : root;
     }
 
     /** Bad usage or bad input: one line on stderr, exit code 2. */
-    static final class UserError extends RuntimeException {
-        UserError(String message) {
+    public static final class UserError extends RuntimeException {
+        public UserError(String message) {
             super(message);
         }
     }

@@ -168,6 +168,23 @@ class CalibrateCommandTest {
         assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--out",
                 dir.toString())).isEqualTo(2);
         assertThat(stderr()).contains("is a directory");
+        Path aFile = Files.writeString(dir.resolve("plain.txt"), "x");
+        assertThat(MoeCli.run("calibrate", "--model", model.toString(), "--target-sparsity", "0.5", "--out",
+                aFile.resolve("t.json").toString())).isEqualTo(2);
+        assertThat(stderr()).contains("plain.txt is not a directory").doesNotContain("calibrating [");
+        Path dense = dir.resolve("dense-model");
+        Files.createDirectories(dense);
+        try (var files = Files.list(model)) {
+            for (Path f : files.toList()) {
+                Files.copy(f, dense.resolve(f.getFileName()));
+            }
+        }
+        Files.delete(dense.resolve("config.json"));
+        Files.writeString(dense.resolve("config.json"), Files.readString(model.resolve("config.json"))
+                .replaceFirst("\"num_hidden_layers\"\\s*:\\s*[0-9]+", "\"num_hidden_layers\": 0"));
+        assertThat(MoeCli.run("calibrate", "--model", dense.toString(), "--target-sparsity", "0.5", "--out",
+                file.toString())).isEqualTo(2);
+        assertThat(stderr()).contains("the model has no MoE layers (num_hidden_layers 0)");
         assertThat(Files.exists(file)).isFalse();
         // every error is one line starting with "moe: " (picocli's own usage errors aside)
         assertThat(stderr().lines().filter(l -> l.startsWith("moe: ")).count()).isGreaterThanOrEqualTo(7);

@@ -65,8 +65,26 @@ class CliTest {
             // Bad input against a running router: exit 2 with the router's message on one line.
             assertThat(MoeCli.run("forward", "--target", cluster.routerAddress(), "--layer", "5", "--input",
                     input(e, false).toString(), "--output", output.toString())).isEqualTo(2);
-            assertThat(stderr()).contains("moe: router answered INVALID_ARGUMENT: layer 5 does not exist");
+            assertThat(stderr()).contains("moe: the router at " + cluster.routerAddress()
+                    + " answered INVALID_ARGUMENT: layer 5 does not exist");
         }
+        // A peer that accepts the connection but never answers: the deadline ends the wait.
+        try (java.net.ServerSocket silent = new java.net.ServerSocket(0, 1,
+                java.net.InetAddress.getLoopbackAddress())) {
+            assertThat(MoeCli.run("forward", "--target", "127.0.0.1:" + silent.getLocalPort(), "--layer", "0",
+                    "--input", input(e, false).toString(), "--output", output.toString(), "--timeout", "1s"))
+                    .isEqualTo(1);
+            assertThat(stderr()).contains("moe: no answer from the router at 127.0.0.1:" + silent.getLocalPort()
+                    + " within 1 s (--timeout)");
+        }
+        for (String bad : new String[] {"a:b:c", "localhost", "host:0", ":9090", "host:99999"}) {
+            assertThat(MoeCli.run("forward", "--target", bad, "--layer", "0", "--input", input(e, false).toString(),
+                    "--output", output.toString())).as(bad).isEqualTo(2);
+            assertThat(stderr()).contains("--target '" + bad + "' is not host:port");
+        }
+        assertThat(MoeCli.run("forward", "--target", "127.0.0.1:9", "--layer", "0", "--input",
+                input(e, false).toString(), "--output", dir.toString())).isEqualTo(2);
+        assertThat(stderr()).contains("--output " + dir + " is a directory");
         try (SafetensorsFile file = SafetensorsFile.open(output)) {
             assertThat(file.readInts(file.tensor("topk_ids"))).containsExactly(e.topkIds());
             assertThat(file.tensor("hidden_states").dtype().name()).isEqualTo("F32");
@@ -144,6 +162,71 @@ class CliTest {
         assertThat(streams.stdout()).containsPattern("expert-0 .*, BF16 PANELS, [0-9.]+ MiB of weights, dense");
         assertThat(MoeCli.run("local", "--model", model.toString(), "--weights", "int4")).isEqualTo(2);
         assertThat(stderr()).contains("--weights");
+    }
+
+    /** What would fail inside a starting server is refused first, or reported in one line: never a stack trace. */
+    @Test
+    void localRefusesBadThresholdsPortsAndCheckpointsInOneLine() throws Exception {
+        Path qwen2 = ConformanceCases.dir("qwen2-moe-tiny");
+        Path mixtral = ConformanceCases.dir("mixtral-tiny");
+        Path thresholds = dir.resolve("qwen2.json");
+        assertThat(MoeCli.run("calibrate", "--model", qwen2.toString(), "--target-sparsity", "0.5", "--out",
+                thresholds.toString(), "--tokens", "128")).as(stderr()).isZero();
+        String[] local = {"local", "--port", "0", "--duration", "1s", "--demo-requests", "0", "--model"};
+
+        assertThat(MoeCli.run(concat(local, mixtral.toString(), "--sparsity", thresholds.toString()))).isEqualTo(2);
+        assertThat(stderr()).contains("moe: --sparsity: thresholds were calibrated on model");
+
+        Path nan = dir.resolve("nan.json");
+        Files.writeString(nan, Files.readString(thresholds).replaceFirst("\"threshold\" ?: ?[0-9.eE+-]+",
+                "\"threshold\" : NaN"));
+        assertThat(MoeCli.run(concat(local, qwen2.toString(), "--sparsity", nan.toString()))).isEqualTo(2);
+        assertThat(stderr()).contains("holds NaN or Infinity where a number belongs");
+
+        tools.jackson.databind.json.JsonMapper json = tools.jackson.databind.json.JsonMapper.builder().build();
+        var root = (tools.jackson.databind.node.ObjectNode) json.readTree(thresholds.toFile());
+        var layers = (tools.jackson.databind.node.ObjectNode) root.get("layers");
+        layers.set("7", layers.get("1"));
+        Path extraLayer = dir.resolve("layer7.json");
+        json.writeValue(extraLayer.toFile(), root);
+        assertThat(MoeCli.run(concat(local, qwen2.toString(), "--sparsity", extraLayer.toString()))).isEqualTo(2);
+        assertThat(stderr()).contains("thresholds for layer 7, which has no MoE block in this model (MoE layers: [1, 2])");
+
+        try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
+            assertThat(MoeCli.run("local", "--model", qwen2.toString(), "--port",
+                    Integer.toString(taken.getLocalPort()), "--duration", "1s")).isEqualTo(2);
+            assertThat(stderr()).contains("port " + taken.getLocalPort() + " on 127.0.0.1 is not free");
+        }
+        assertThat(MoeCli.run(concat(local, qwen2.toString(), "--expert-servers", "0"))).isEqualTo(2);
+        assertThat(stderr()).contains("--expert-servers must be in [1, 16] for this model, got 0");
+        assertThat(MoeCli.run("local", "--model", qwen2.toString(), "--port", "70000")).isEqualTo(2);
+        assertThat(MoeCli.run("local", "--model", qwen2.toString(), "--duration", "-5s")).isEqualTo(2);
+        assertThat(stderr()).contains("--duration must be positive");
+        assertThat(MoeCli.run("local", "--model", qwen2.toString(), "--demo-tokens", "100000")).isEqualTo(2);
+        assertThat(stderr()).contains("--demo-tokens 100000 exceeds the router's limit of 16384");
+
+        // A checkpoint whose config promises a layer its weights lack: found while an expert server loads, reported
+        // as the checkpoint's error in one line.
+        Path missingLayer = dir.resolve("mixtral-3-layers");
+        Files.createDirectories(missingLayer);
+        try (var files = Files.list(mixtral)) {
+            for (Path f : files.toList()) {
+                Files.copy(f, missingLayer.resolve(f.getFileName()));
+            }
+        }
+        Path config = missingLayer.resolve("config.json");
+        Files.writeString(config, Files.readString(config).replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"));
+        int before = stderr().length();
+        assertThat(MoeCli.run(concat(local, missingLayer.toString()))).isEqualTo(2);
+        String report = stderr().substring(before);
+        assertThat(report).startsWith("moe: ").contains("model.layers.2.").hasLineCount(1);
+        assertThat(streams.stdout()).doesNotContain("\tat org.springframework");
+    }
+
+    private static String[] concat(String[] head, String... tail) {
+        String[] all = java.util.Arrays.copyOf(head, head.length + tail.length);
+        System.arraycopy(tail, 0, all, head.length, tail.length);
+        return all;
     }
 
     @Test

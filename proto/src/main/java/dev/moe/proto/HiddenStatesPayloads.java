@@ -41,9 +41,16 @@ public final class HiddenStatesPayloads {
     }
 
     /**
-     * INVALID_ARGUMENT for output values of {@code token} that {@code type} cannot carry (NaN, ±Inf, or beyond the
-     * largest bfloat16): finite inputs far outside the range of hidden states overflowed the computation. Names the
-     * token, its largest input, and carries {@link #OVERFLOW_TOKEN}.
+     * Below this largest |value| a token cannot overflow float32 through sane weights (an FFN of 2048 channels with
+     * weights near 1 stays below 1e38 up to |x| of about 1e17): a non-finite output is then the weights' doing.
+     */
+    static final float ORDINARY_MAGNITUDE = 1e15f;
+
+    /**
+     * The status for output values of {@code token} that {@code type} cannot carry (NaN, ±Inf, or beyond the largest
+     * bfloat16). When the token holds values far outside the range of hidden states, they overflowed the computation:
+     * INVALID_ARGUMENT naming the token and its largest value, with {@link #OVERFLOW_TOKEN}. When its values are
+     * ordinary, the weights must hold NaN or Inf: INTERNAL, the server's problem, not the client's.
      *
      * @param what what overflowed, for the message (e.g. "the experts of layer 3 hosted here")
      */
@@ -51,6 +58,11 @@ public final class HiddenStatesPayloads {
         float largest = 0;
         for (int h = 0; h < hiddenSize; h++) {
             largest = Math.max(largest, Math.abs(x[token * hiddenSize + h]));
+        }
+        if (largest < ORDINARY_MAGNITUDE) {
+            return Status.INTERNAL.withDescription("the output of " + what + " for token " + token + " is not finite"
+                    + " although the token's values are ordinary (largest |value| " + largest + "): the checkpoint's"
+                    + " weights may hold NaN or Inf").asRuntimeException();
         }
         Metadata trailers = new Metadata();
         trailers.put(OVERFLOW_TOKEN, Integer.toString(token));

@@ -55,9 +55,12 @@ public record RouterProperties(Path model, List<String> expertEndpoints, Integer
         }
     }
 
+    /** Tokens one Forward may carry unless {@code moe.router.max-tokens-per-request} says otherwise. */
+    public static final int DEFAULT_MAX_TOKENS_PER_REQUEST = 16384;
+
     public RouterProperties {
         expertEndpoints = expertEndpoints == null ? List.of() : List.copyOf(expertEndpoints);
-        maxTokensPerRequest = maxTokensPerRequest == null ? 16384 : maxTokensPerRequest;
+        maxTokensPerRequest = maxTokensPerRequest == null ? DEFAULT_MAX_TOKENS_PER_REQUEST : maxTokensPerRequest;
         dispatchTimeout = dispatchTimeout == null ? Duration.ofSeconds(30) : dispatchTimeout;
         kubernetes = kubernetes == null ? new Kubernetes(false, null, null, null, null) : kubernetes;
         metrics = metrics == null ? new Metrics(false, null, null) : metrics;

@@ -391,9 +391,11 @@ public final class KernelBench implements Callable<Integer> {
                 expertBytes / 1048576.0, count * expertBytes / 1048576.0);
         long need = 2 * rawBytes + count * expertBytes;
         if (need > Runtime.getRuntime().maxMemory()) {
-            err.printf(Locale.ROOT, "bench: warning: %s needs about %.1f GiB of heap, the JVM has %.1f GiB"
-                            + " (MOE_JAVA_OPTS=-Xmx...)%n", label, need / 1073741824.0,
-                    Runtime.getRuntime().maxMemory() / 1073741824.0);
+            // Refused before allocating: it would end in an OutOfMemoryError part-way through.
+            throw new dev.moe.cli.MoeCli.UserError(String.format(Locale.ROOT, "%s needs about %.1f GiB of heap, the"
+                            + " JVM has %.1f GiB: set MOE_JAVA_OPTS=-Xmx<size>, or lower --pool-mib or the shapes",
+                    label.substring("bench: ".length()), need / 1073741824.0,
+                    Runtime.getRuntime().maxMemory() / 1073741824.0));
         }
         PackedExpert[] experts = new PackedExpert[count];
         float[][][] ref = new float[count][][];

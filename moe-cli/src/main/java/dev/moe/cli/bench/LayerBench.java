@@ -300,9 +300,10 @@ public final class LayerBench implements Callable<Integer> {
         }
         long need = e * packedBytes + 2 * rawBytes;
         if (need > Runtime.getRuntime().maxMemory()) {
-            err.printf(Locale.ROOT, "bench: warning: %d experts in %s need about %.1f GiB of heap, the JVM has %.1f GiB"
-                            + " (MOE_JAVA_OPTS=-Xmx..., or fewer --dtype)%n", e, types, need / 1073741824.0,
-                    Runtime.getRuntime().maxMemory() / 1073741824.0);
+            // Refused before allocating: it would end in an OutOfMemoryError part-way through.
+            throw new dev.moe.cli.MoeCli.UserError(String.format(Locale.ROOT, "%d experts in %s need about %.1f GiB"
+                            + " of heap, the JVM has %.1f GiB: set MOE_JAVA_OPTS=-Xmx<size>, or fewer --dtype", e, types,
+                    need / 1073741824.0, Runtime.getRuntime().maxMemory() / 1073741824.0));
         }
         boolean sparse = Arrays.stream(sparsityList).anyMatch(s -> s > 0);
         Calibration calibration = new Calibration(Synth.gaussian(CALIBRATION_TOKENS * hidden,

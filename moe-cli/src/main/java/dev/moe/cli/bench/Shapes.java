@@ -37,6 +37,7 @@ final class Shapes {
         if (parts.length == 2) {
             int hidden = positive(parts[0], spec);
             int inter = positive(parts[1], spec);
+            requireArraySized(hidden, inter, spec);
             return new Expert(hidden + "x" + inter, hidden, inter);
         }
         throw new IllegalArgumentException("unknown shape '" + spec + "': one of " + String.join(", ", names())
@@ -60,10 +61,19 @@ final class Shapes {
             }
             int hidden = positive(parts[2], spec);
             int inter = positive(parts[3], spec);
+            requireArraySized(hidden, inter, spec);
             return new Layer(s, experts, topK, true, new Expert(hidden + "x" + inter, hidden, inter));
         }
         throw new IllegalArgumentException("unknown layer shape '" + spec + "': one of " + String.join(", ", names())
                 + " or EXPERTSxTOPKxHIDDENxINTERMEDIATE");
+    }
+
+    /** gate and up side by side, 2 · hidden · intermediate values, must fit one Java array. */
+    private static void requireArraySized(int hidden, int inter, String spec) {
+        if (2L * hidden * inter > Integer.MAX_VALUE - 64) {
+            throw new IllegalArgumentException("shape '" + spec + "': 2 x " + hidden + " x " + inter
+                    + " weights exceed one Java array (2^31 values)");
+        }
     }
 
     private static int positive(String s, String spec) {

@@ -78,6 +78,9 @@ public final class WarmupBench implements Callable<Integer> {
         if (calls < 1) {
             throw Opts.usage(spec, "--calls must be at least 1, got " + calls);
         }
+        if (threads != null && threads < 1) {
+            throw Opts.usage(spec, "--threads must be at least 1, got " + threads);
+        }
         int hidden = layer.expert().hidden();
         int inter = layer.expert().intermediate();
         err.printf(Locale.ROOT, "bench warmup: packing %d %s experts %dx%d (%s)...%n", layer.topK(), type, hidden,

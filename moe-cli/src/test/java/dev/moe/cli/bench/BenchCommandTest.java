@@ -367,6 +367,14 @@ class BenchCommandTest {
         assertThat(run("bench", "kernel", "--sparsity", "1.5")).isEqualTo(2);
         assertThat(run("bench", "kernel", "--shapes", "no-such-model")).isEqualTo(2);
         assertThat(run("bench", "layer", "--synthetic", "4x8x64x96")).isEqualTo(2); // top-8 of 4 experts
+        assertThat(run("bench", "kernel", "--shape-override", "99999999x99999999")).isEqualTo(2);
+        assertThat(streams.stderr()).contains("weights exceed one Java array");
+        // Beyond the heap: refused before allocating, with what to do, not an OutOfMemoryError part-way.
+        assertThat(run("bench", "kernel", "--shape-override", "23000x23000", "--dtypes", "f32", "--batch", "1",
+                "--sparsity", "0", "--threads", "1")).isEqualTo(2);
+        assertThat(streams.stderr()).contains("of heap, the JVM has").contains("MOE_JAVA_OPTS=-Xmx");
+        assertThat(MoeCli.run("bench", "warmup", "--threads", "0")).isEqualTo(2);
+        assertThat(streams.stderr()).contains("--threads must be at least 1, got 0");
         // Without FAST, which would set these options again.
         assertThat(MoeCli.run("bench", "kernel", "--repeats", "0")).isEqualTo(2);
         assertThat(MoeCli.run("bench", "layer", "--synthetic", "16x4x64x96", "--min-time", "soon")).isEqualTo(2);

@@ -100,26 +100,44 @@ public final class SafetensorsFile implements AutoCloseable {
             String name = entry.getKey();
             JsonNode node = entry.getValue();
             if (name.equals("__metadata__")) {
+                if (!node.isObject()) {
+                    throw new CheckpointException(path + ": __metadata__ must be an object of strings, got " + node);
+                }
                 for (Map.Entry<String, JsonNode> m : node.properties()) {
+                    if (!m.getValue().isString()) {
+                        throw new CheckpointException(path + ": __metadata__ entry '" + m.getKey()
+                                + "' must be a string, got " + m.getValue());
+                    }
                     metadata.put(m.getKey(), m.getValue().asString());
                 }
                 continue;
             }
+            if (!node.isObject()) {
+                throw new CheckpointException(path + ": tensor '" + name + "' must be an object with dtype, shape and"
+                        + " data_offsets, got " + node);
+            }
+            JsonNode dtypeNode = node.get("dtype");
             JsonNode shapeNode = node.get("shape");
             JsonNode offsets = node.get("data_offsets");
-            if (node.get("dtype") == null || shapeNode == null || offsets == null || offsets.size() != 2) {
+            if (dtypeNode == null || shapeNode == null || offsets == null) {
                 throw new CheckpointException(path + ": tensor '" + name + "' lacks dtype, shape or data_offsets");
+            }
+            if (!dtypeNode.isString() || !shapeNode.isArray() || !offsets.isArray() || offsets.size() != 2
+                    || !isLong(offsets.get(0)) || !isLong(offsets.get(1))) {
+                throw new CheckpointException(path + ": tensor '" + name + "' needs a dtype string, a shape array and"
+                        + " data_offsets of two integers, got dtype " + dtypeNode + ", shape " + shapeNode
+                        + ", data_offsets " + offsets);
             }
             DType dtype;
             try {
-                dtype = DType.parse(node.get("dtype").asString());
+                dtype = DType.parse(dtypeNode.asString());
             } catch (CheckpointException e) {
                 throw new CheckpointException(path + ": tensor '" + name + "': " + e.getMessage());
             }
             long[] shape = new long[shapeNode.size()];
             for (int i = 0; i < shape.length; i++) {
                 JsonNode dim = shapeNode.get(i);
-                if (!dim.isIntegralNumber() || dim.asLong() < 0) {
+                if (!isLong(dim) || dim.asLong() < 0) {
                     throw new CheckpointException(path + ": tensor '" + name + "' has an invalid dimension " + dim
                             + " in shape " + shapeNode);
                 }
@@ -146,6 +164,11 @@ public final class SafetensorsFile implements AutoCloseable {
             tensors.put(name, info);
         }
         return tensors;
+    }
+
+    /** An integer JSON number that fits a long (a byte offset or a dimension). */
+    private static boolean isLong(JsonNode n) {
+        return n.isIntegralNumber() && n.canConvertToLong();
     }
 
     public Path path() {
@@ -195,6 +218,10 @@ public final class SafetensorsFile implements AutoCloseable {
 
     /** Widens the whole tensor to float32, exactly. */
     public float[] readFloats(TensorInfo info) {
+        if (!info.dtype().isFloatingWeight()) {
+            throw new CheckpointException(path + ": tensor '" + info.name() + "' is " + info.dtype()
+                    + ", not a floating-point tensor (F32, BF16, F16 or F8_E4M3)");
+        }
         long n = info.numElements();
         if (n > Integer.MAX_VALUE - 16) {
             throw new CheckpointException(path + ": tensor '" + info.name() + "' has " + n

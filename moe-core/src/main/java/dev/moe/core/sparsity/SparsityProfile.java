@@ -191,6 +191,24 @@ public final class SparsityProfile {
         }
     }
 
+    /**
+     * Refuses thresholds for a layer without a MoE block or an expert the model does not have: such a file was not
+     * written for this model (or was edited), and its entries would be silently ignored.
+     */
+    public void requireFits(dev.moe.core.config.MoeConfig config) {
+        for (Map.Entry<Integer, SortedMap<Integer, Expert>> layer : layers.entrySet()) {
+            if (!config.isMoeLayer(layer.getKey())) {
+                throw new SparsityProfileException("thresholds for layer " + layer.getKey() + ", which has no MoE block"
+                        + " in this model (MoE layers: " + config.moeLayers() + "): recalibrate with bin/moe calibrate");
+            }
+            int last = layer.getValue().isEmpty() ? -1 : layer.getValue().lastKey();
+            if (last >= config.numExperts()) {
+                throw new SparsityProfileException("thresholds for expert " + last + " of layer " + layer.getKey()
+                        + ", but the model has " + config.numExperts() + " experts: recalibrate with bin/moe calibrate");
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- writing
 
     /** The JSON text (pretty-printed, layers and experts in ascending order). */
@@ -264,7 +282,13 @@ public final class SparsityProfile {
         try {
             root = JSON.readTree(json);
         } catch (RuntimeException e) {
-            throw new SparsityProfileException(origin + " is not valid JSON: " + firstLine(e.getMessage()), e);
+            String message = firstLine(e.getMessage());
+            if (message.contains("Non-standard token")) {
+                // Jackson's advice (enable a read feature) is for developers; a thresholds file holds finite numbers.
+                throw new SparsityProfileException(origin + " holds NaN or Infinity where a number belongs: every"
+                        + " threshold and mode must be a finite number (recalibrate with bin/moe calibrate)", e);
+            }
+            throw new SparsityProfileException(origin + " is not valid JSON: " + message, e);
         }
         Reader r = new Reader(origin);
         if (root == null || !root.isObject()) {

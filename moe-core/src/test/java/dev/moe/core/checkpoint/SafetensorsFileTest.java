@@ -290,6 +290,29 @@ class SafetensorsFileTest {
     }
 
     @Test
+    void malformedTensorEntriesNameTheFileAndTheTensor() throws IOException {
+        String[][] cases = {
+            {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[\"a\",\"b\"]}}", "tensor 'w' needs"},
+            {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e30]}}", "tensor 'w' needs"},
+            {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,99999999999999999999999]}}",
+                "tensor 'w' needs"},
+            {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":{\"a\":1,\"b\":2}}}", "tensor 'w' needs"},
+            {"{\"w\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,8]}}", "tensor 'w' needs"},
+            {"{\"w\":{\"dtype\":\"F32\",\"shape\":2,\"data_offsets\":[0,8]}}", "tensor 'w' needs"},
+            {"{\"w\":[1,2]}", "tensor 'w' must be an object"},
+            {"{\"__metadata__\":{\"a\":{\"b\":1}}}", "__metadata__ entry 'a' must be a string"},
+            {"{\"__metadata__\":[1]}", "__metadata__ must be an object of strings"},
+        };
+        for (int i = 0; i < cases.length; i++) {
+            Path path = rawWithHeader("malformed" + i + ".safetensors", cases[i][0], 8);
+            assertThatThrownBy(() -> SafetensorsFile.open(path)).as(cases[i][0])
+                    .isInstanceOf(CheckpointException.class)
+                    .hasMessageContaining(path.toString())
+                    .hasMessageContaining(cases[i][1]);
+        }
+    }
+
+    @Test
     void dataOffsetsBeyondTheDataSection() throws IOException {
         Path path = rawWithHeader("outside.safetensors",
                 "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8);

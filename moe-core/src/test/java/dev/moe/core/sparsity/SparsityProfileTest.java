@@ -150,4 +150,30 @@ class SparsityProfileTest {
                 .isInstanceOf(SparsityProfileException.class)
                 .hasMessageEndingWith("missing.json: no such thresholds file");
     }
+    private static dev.moe.core.config.MoeConfig config(int numExperts, java.util.List<Integer> moeLayers) {
+        return new dev.moe.core.config.MoeConfig(dev.moe.core.config.ModelFamily.QWEN3_MOE, 8, 11, numExperts, 1, 4, 0,
+                true, dev.moe.core.config.MoeConfig.ScoringFunc.SOFTMAX, 1, 1, 1.0, moeLayers);
+    }
+
+    @Test
+    void thresholdsForLayersOrExpertsTheModelLacksAreRefused() {
+        SparsityProfile profile = sample(); // layer 0: experts 0-2; layer 10: expert 2
+        java.util.List<Integer> all = java.util.stream.IntStream.range(0, 11).boxed().toList();
+        profile.requireFits(config(3, all));
+        assertThatThrownBy(() -> profile.requireFits(config(3, all.subList(0, 10))))
+                .isInstanceOf(SparsityProfileException.class)
+                .hasMessageContaining("thresholds for layer 10, which has no MoE block in this model");
+        assertThatThrownBy(() -> profile.requireFits(config(2, all)))
+                .isInstanceOf(SparsityProfileException.class)
+                .hasMessageContaining("thresholds for expert 2 of layer 0, but the model has 2 experts");
+    }
+
+    @Test
+    void nanIsNamedAsANonFiniteThresholdNotAJsonFeature() {
+        String json = sample().toJson().replaceFirst("\"threshold\" ?: ?[0-9.eE+-]+", "\"threshold\" : NaN");
+        assertThatThrownBy(() -> SparsityProfile.parse(json, "t.json"))
+                .isInstanceOf(SparsityProfileException.class)
+                .hasMessageContaining("t.json holds NaN or Infinity where a number belongs")
+                .hasMessageNotContaining("JsonReadFeature");
+    }
 }
