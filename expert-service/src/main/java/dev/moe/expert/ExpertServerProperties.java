@@ -91,12 +91,14 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
      * time) while its memory was fast (75-82 GB/s): int8 PANELS dense 0.65 ms against ROWS sparse 0.74 ms at 0.5 and
      * 0.49 ms at 0.7; bf16 PANELS dense 1.05 ms against ROWS 1.20 ms dense and 0.88 ms at 0.5; f32 ROWS is as fast as
      * PANELS dense already. With slow memory (48-52 GB/s) ROWS pays earlier (int8 0.84 ms sparse at 0.5 against 0.90
-     * dense); the defaults follow fast memory, where dense reads gain most over scattered sparse rows.
+     * dense); the defaults follow fast memory, where dense reads gain most over scattered sparse rows. bf16 from 0.4:
+     * below, a token's union density is above ROWS' crossover (0.65) or so close to it that ROWS runs it no faster
+     * than PANELS dense (ROWS dense is 0.91-0.93x of PANELS dense).
      */
     public static double minRowsSparsity(WeightType weights) {
         return switch (weights) {
             case F32 -> 0.0;
-            case BF16 -> 0.3;
+            case BF16 -> 0.4;
             case INT8 -> 0.6;
         };
     }
@@ -117,7 +119,8 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
      * threads; README, "Measured"). On ROWS a sparse token reads whole rows and pays early: f32 1.18x the dense
      * kernel at density 0.8, bf16 1.13x at 0.6 (0.99x at 0.7), int8 1.03x at 0.6 (0.96x at 0.7: widening bytes
      * costs more instructions per byte, so fewer weight lines are in flight). On PANELS an active row is a 64-weight
-     * run scattered in a panel: f32 and bf16 pay only below about 0.35 (1.27x and 1.22x at 0.3), int8 not at 0.3.
+     * run scattered in a panel: f32 pays below about 0.35 (1.27-1.60x at 0.3), bf16 only below about 0.25 (at 0.3:
+     * 1.15-1.22x while the memory is slow, 0.81-0.88x while it is fast; at 0.2 1.81-1.87x either way), int8 not at 0.3.
      */
     public static double defaultSparseCrossover(WeightType weights, PanelMatrix.Layout layout) {
         if (layout == PanelMatrix.Layout.ROWS) {
@@ -128,7 +131,8 @@ public record ExpertServerProperties(Path model, String serverId, Integer server
             };
         }
         return switch (weights) {
-            case F32, BF16 -> 0.35;
+            case F32 -> 0.35;
+            case BF16 -> 0.25;
             case INT8 -> 0.1;
         };
     }

@@ -40,7 +40,7 @@ class ExpertServerPropertiesTest {
         assertThat(p.weights()).isEqualTo(WeightType.BF16);
         assertThat(p.sparsity()).isNull();
         assertThat(p.sparseCrossover()).isNull(); // its default depends on the layout
-        assertThat(p.sparseCrossoverFor(PanelMatrix.Layout.PANELS)).isEqualTo(0.35); // the BF16 panels default
+        assertThat(p.sparseCrossoverFor(PanelMatrix.Layout.PANELS)).isEqualTo(0.25); // the BF16 panels default
         assertThat(p.kernelThreads()).isEqualTo(Runtime.getRuntime().availableProcessors());
         assertThat(p.metrics().layerTag()).isFalse();
         assertThat(p.layout()).isNull(); // its default depends on the thresholds file
@@ -70,6 +70,9 @@ class ExpertServerPropertiesTest {
         assertThat(sparse(WeightType.INT8, null, null).layoutFor(0.6)).isEqualTo(PanelMatrix.Layout.ROWS);
         assertThat(sparse(WeightType.INT8, null, null).layoutFor(0.7)).isEqualTo(PanelMatrix.Layout.ROWS);
         assertThat(sparse(WeightType.BF16, null, null).layoutFor(0.2)).isEqualTo(PanelMatrix.Layout.PANELS);
+        // 0.3: a token's union (0.7) is over ROWS' bf16 crossover (0.65), so ROWS would only run it dense, slower
+        assertThat(sparse(WeightType.BF16, null, null).layoutFor(0.3)).isEqualTo(PanelMatrix.Layout.PANELS);
+        assertThat(sparse(WeightType.BF16, null, null).layoutFor(0.4)).isEqualTo(PanelMatrix.Layout.ROWS);
         assertThat(sparse(WeightType.BF16, null, null).layoutFor(0.5)).isEqualTo(PanelMatrix.Layout.ROWS);
         assertThat(sparse(WeightType.F32, null, null).layoutFor(0.1)).isEqualTo(PanelMatrix.Layout.ROWS);
         // an explicit layout wins either way
