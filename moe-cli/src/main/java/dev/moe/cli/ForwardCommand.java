@@ -74,7 +74,7 @@ final class ForwardCommand implements Callable<Integer> {
         if (layer < 0) {
             throw new UserError("--layer must be >= 0, got " + layer);
         }
-        java.time.Duration deadline = LocalCommand.parseDuration(timeout);
+        java.time.Duration deadline = LocalCommand.parseDuration("--timeout", timeout);
         if (deadline.isNegative() || deadline.isZero()) {
             throw new UserError("--timeout must be positive, got " + timeout);
         }

@@ -91,7 +91,7 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintStream out = System.out;
-        Duration stopAfter = parseDuration(duration);
+        Duration stopAfter = parseDuration("--duration", duration);
         if (stopAfter != null && (stopAfter.isNegative() || stopAfter.isZero())) {
             throw new UserError("--duration must be positive, got " + duration);
         }
@@ -219,7 +219,7 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
                 .resolve("moe-serving");
     }
 
-    static Duration parseDuration(String text) {
+    static Duration parseDuration(String option, String text) {
         if (text == null) {
             return null;
         }
@@ -239,7 +239,7 @@ final class LocalCommand implements java.util.concurrent.Callable<Integer> {
                 default -> throw new NumberFormatException();
             };
         } catch (NumberFormatException | DateTimeParseException | StringIndexOutOfBoundsException e) {
-            throw new UserError("--duration '" + text + "' is not a duration such as 30s, 5m, 1h or PT1M");
+            throw new UserError(option + " '" + text + "' is not a duration such as 30s, 5m, 1h or PT1M");
         }
     }
 

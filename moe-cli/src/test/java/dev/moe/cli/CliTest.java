@@ -85,6 +85,9 @@ class CliTest {
         assertThat(MoeCli.run("forward", "--target", "127.0.0.1:9", "--layer", "0", "--input",
                 input(e, false).toString(), "--output", dir.toString())).isEqualTo(2);
         assertThat(stderr()).contains("--output " + dir + " is a directory");
+        assertThat(MoeCli.run("forward", "--target", "127.0.0.1:9", "--layer", "0", "--input",
+                input(e, false).toString(), "--output", output.toString(), "--timeout", "soon")).isEqualTo(2);
+        assertThat(stderr()).contains("--timeout 'soon' is not a duration");
         try (SafetensorsFile file = SafetensorsFile.open(output)) {
             assertThat(file.readInts(file.tensor("topk_ids"))).containsExactly(e.topkIds());
             assertThat(file.tensor("hidden_states").dtype().name()).isEqualTo("F32");
