@@ -1,13 +1,11 @@
 package dev.moe.cli;
 
 import dev.moe.cli.MoeCli.UserError;
-import dev.moe.core.checkpoint.Checkpoint;
 import dev.moe.core.checkpoint.CheckpointException;
 import dev.moe.core.checkpoint.DType;
 import dev.moe.core.checkpoint.SafetensorsFile;
 import dev.moe.core.checkpoint.SafetensorsWriter;
 import dev.moe.core.checkpoint.TensorInfo;
-import dev.moe.core.config.MoeConfig;
 import dev.moe.core.tensor.HiddenStatesCodec;
 import dev.moe.core.tensor.HiddenStatesCodec.WireType;
 import dev.moe.proto.HiddenStatesPayloads;

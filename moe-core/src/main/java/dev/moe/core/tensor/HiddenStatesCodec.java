@@ -44,16 +44,18 @@ public final class HiddenStatesCodec {
         return out.array();
     }
 
+    /** The smallest float32 magnitude that rounds to infinity in bfloat16 (round to nearest even: above 0x7F7F). */
+    private static final float BF16_OVERFLOW = Float.intBitsToFloat(0x7F7F8000);
+
     /**
      * Index of the first value {@code type} cannot carry, or -1: NaN and ±Inf, and for BFLOAT16 also finite values
      * that round to infinity (|v| ≥ 3.3961776e38).
      */
     public static int firstUnrepresentable(float[] values, WireType type) {
+        float limit = type == WireType.BFLOAT16 ? BF16_OVERFLOW : Float.POSITIVE_INFINITY;
         for (int i = 0; i < values.length; i++) {
-            float v = values[i];
-            boolean bf16Overflows = type == WireType.BFLOAT16
-                    && !Float.isFinite(DType.bf16ToFloat(DType.floatToBf16(v)));
-            if (!Float.isFinite(v) || bf16Overflows) {
+            // NaN fails the comparison too
+            if (!(Math.abs(values[i]) < limit)) {
                 return i;
             }
         }
@@ -62,11 +64,6 @@ public final class HiddenStatesCodec {
 
     /** Index of the first NaN or infinite value, or -1. */
     public static int firstNonFinite(float[] values) {
-        for (int i = 0; i < values.length; i++) {
-            if (!Float.isFinite(values[i])) {
-                return i;
-            }
-        }
-        return -1;
+        return firstUnrepresentable(values, WireType.FLOAT32);
     }
 }

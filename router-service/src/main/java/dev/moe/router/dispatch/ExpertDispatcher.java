@@ -100,8 +100,9 @@ public final class ExpertDispatcher {
             if (status.getCode() == Status.Code.INVALID_ARGUMENT && overflowToken != null) {
                 // The client's finite values overflowed the experts: its error, named by its own token index.
                 throw Status.INVALID_ARGUMENT.withDescription("hidden_states of token "
-                        + call.batch().tokens()[overflowToken] + " overflow the experts on " + where + " (the server, counting"
-                        + " the tokens of its call: " + status.getDescription() + ")").withCause(e.getCause()).asRuntimeException();
+                                + call.batch().tokens()[overflowToken] + " overflow the experts on " + where
+                                + " (the server, counting the tokens of its call: " + status.getDescription() + ")")
+                        .withCause(e.getCause()).asRuntimeException();
             }
             Status.Code code = switch (status.getCode()) {
                 case UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED -> status.getCode();
